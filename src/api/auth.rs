@@ -1,0 +1,274 @@
+//! Accounts and sessions: sign-up, login, logout, and Admin-group membership.
+
+use crate::app::{check_identity_field, Ctx};
+use crate::auth::{self, Identity, SESSION_COOKIE};
+use crate::db::{self, users::AdminChange, users::CreateUserError, users::NewUser};
+use crate::error::{Error, Result};
+use crate::http::{Request, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+struct SignupBody {
+    username: Option<String>,
+    password: Option<String>,
+    email: Option<String>,
+}
+
+/// # `POST /api/signup/`
+/// Creates an ordinary user. `400` for a missing or invalid field or a taken username or
+/// email. The email defaults to `<username>@whitebeat.com` as in the original.
+pub fn signup(ctx: &Ctx, req: &Request) -> Result<Response> {
+    let body: SignupBody = req.json()?;
+    let (Some(username), Some(password)) = (body.username, body.password) else {
+        return Err(Error::bad_request("Username and password are required"));
+    };
+    let username = username.trim().to_string();
+    if username.is_empty() || password.is_empty() {
+        return Err(Error::bad_request("Username and password are required"));
+    }
+    auth::validate_username(&username)?;
+    auth::validate_password(&password)?;
+    let email = match body.email.map(|e| e.trim().to_string()) {
+        Some(e) if !e.is_empty() => e,
+        _ => format!("{username}@whitebeat.com"),
+    };
+    auth::validate_email(&email)?;
+    // Cheap check first so a taken name does not cost an Argon2 hash.
+    if db::users::find_id(ctx.db, &username)?.is_some() {
+        return Err(Error::bad_request("Username already exists"));
+    }
+    let hash = ctx.app.hasher.hash(&password)?;
+    let new = NewUser {
+        username: &username,
+        email: &email,
+        password_hash: &hash,
+        is_admin: false,
+        is_superuser: false,
+        now: db::now_us(),
+    };
+    let user_id = db::users::create(ctx.db, &new).map_err(|e| match e {
+        CreateUserError::UsernameTaken => Error::bad_request("Username already exists"),
+        CreateUserError::EmailTaken => Error::bad_request("Email already exists"),
+        CreateUserError::Db(e) => e.into(),
+    })?;
+    Response::json(
+        201,
+        &json!({
+            "success": true,
+            "role": "user",
+            "username": username,
+            "email": email,
+            "user_id": user_id,
+            "message": "Account created successfully! You can now login.",
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: Option<String>,
+    password: Option<String>,
+}
+
+fn groups(is_admin: bool) -> Vec<&'static str> {
+    if is_admin {
+        vec!["Admin"]
+    } else {
+        vec![]
+    }
+}
+
+/// # `POST /api/login/`
+/// Checks the password (one Argon2 verification whether or not the user exists), opens a
+/// session and returns the original's fields plus `token` and `is_admin`, and sets the
+/// session cookie. `429` when the account or the address has failed too often.
+pub fn login(ctx: &Ctx, req: &Request) -> Result<Response> {
+    let body: LoginBody = req.json()?;
+    let (Some(username), Some(password)) = (body.username, body.password) else {
+        return Err(Error::bad_request("Username and password are required"));
+    };
+    if username.is_empty() || password.is_empty() {
+        return Err(Error::bad_request("Username and password are required"));
+    }
+    let throttle = &ctx.app.throttle;
+    throttle.check(&username, req.client_ip)?;
+    let user = db::users::find_by_username(ctx.db, &username)?;
+    let password_ok = ctx
+        .app
+        .hasher
+        .verify(user.as_ref().map(|u| u.password_hash.as_str()), &password);
+    let user = match user {
+        Some(u) if password_ok && u.is_active => u,
+        _ => {
+            throttle.record_failure(&username, req.client_ip);
+            return Err(Error::unauthorized("Invalid username or password"));
+        }
+    };
+    throttle.record_success(&username, req.client_ip);
+
+    let (token, token_hash) = auth::new_token()?;
+    let idle = ctx.app.config.session_idle;
+    let now = db::now_us();
+    let tx = db::write_tx(ctx.db)?;
+    db::sessions::create(&tx, &token_hash, user.id, now, idle.as_micros() as i64)?;
+    db::users::touch_activity(&tx, user.id, now)?;
+    tx.commit()?;
+    ctx.set_identity(Identity {
+        user_id: user.id,
+        username: user.username.clone(),
+        is_admin: user.is_admin,
+        token_hash,
+    });
+
+    let role = if user.is_admin { "admin" } else { "user" };
+    let mut body = json!({
+        "role": role,
+        "username": user.username,
+        "email": user.email,
+        "message": if user.is_admin { "Admin login successful" } else { "User login successful" },
+        "user_id": user.id,
+        "is_admin_group": user.is_admin,
+        "groups": groups(user.is_admin),
+        "is_admin": user.is_admin,
+        "token": token,
+    });
+    if user.is_admin {
+        body["is_staff"] = json!(true);
+    }
+    let secure = if ctx.app.config.cookie_secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{secure}",
+        idle.as_secs()
+    );
+    Ok(Response::json(200, &body)?.with_header("Set-Cookie", &cookie))
+}
+
+#[derive(Deserialize, Default)]
+struct IdentityBody {
+    username: Option<String>,
+}
+
+/// # `POST /api/logout/`
+/// Revokes the session the request carries and clears the cookie.
+pub fn logout(ctx: &Ctx, req: &Request) -> Result<Response> {
+    let me = ctx.require_user(req)?;
+    let body: IdentityBody = req.json_or_default()?;
+    check_identity_field(&me, body.username.as_deref())?;
+    db::sessions::delete(ctx.db, &me.token_hash)?;
+    ctx.app.hub.close_session(&me.token_hash);
+    let secure = if ctx.app.config.cookie_secure { "; Secure" } else { "" };
+    let cookie = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{secure}");
+    Ok(Response::json(200, &json!({"success": true}))?.with_header("Set-Cookie", &cookie))
+}
+
+/// # `POST /api/verify-admin/`
+/// Whether a user is in the Admin group; only about yourself unless you are an admin.
+pub fn verify_admin(ctx: &Ctx, req: &Request) -> Result<Response> {
+    let me = ctx.require_user(req)?;
+    let body: IdentityBody = req.json_or_default()?;
+    let name = body.username.filter(|n| !n.is_empty()).unwrap_or(me.username.clone());
+    if name != me.username && !me.is_admin {
+        return Err(Error::forbidden("You can only check your own admin status"));
+    }
+    let user = db::users::find_by_username(ctx.db, &name)?
+        .ok_or_else(|| Error::not_found("User not found"))?;
+    Response::json(
+        200,
+        &json!({
+            "is_admin": user.is_admin,
+            "is_admin_group": user.is_admin,
+            "username": user.username,
+            "groups": groups(user.is_admin),
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+struct AdminChangeBody {
+    admin_username: Option<String>,
+    admin_password: Option<String>,
+    target_username: Option<String>,
+}
+
+/// Who may change Admin membership: an admin's credentials in the body (the original's
+/// way), or else an admin session.
+fn authorize_admin_change(ctx: &Ctx, req: &Request, body: &AdminChangeBody) -> Result<()> {
+    match (&body.admin_username, &body.admin_password) {
+        (Some(name), Some(password)) if !name.is_empty() && !password.is_empty() => {
+            ctx.app.throttle.check(name, req.client_ip)?;
+            let admin = db::users::find_by_username(ctx.db, name)?;
+            let ok = ctx
+                .app
+                .hasher
+                .verify(admin.as_ref().map(|u| u.password_hash.as_str()), password);
+            match admin {
+                Some(a) if ok && a.is_active => {
+                    ctx.app.throttle.record_success(name, req.client_ip);
+                    if !a.is_admin {
+                        return Err(Error::forbidden("Only admins can change admin rights"));
+                    }
+                    ctx.set_identity(Identity {
+                        user_id: a.id,
+                        username: a.username,
+                        is_admin: true,
+                        token_hash: Vec::new(),
+                    });
+                    Ok(())
+                }
+                _ => {
+                    ctx.app.throttle.record_failure(name, req.client_ip);
+                    Err(Error::forbidden("Invalid admin credentials"))
+                }
+            }
+        }
+        (None, None) => ctx.require_admin(req).map(|_| ()),
+        _ => Err(Error::bad_request(
+            "admin_username and admin_password must be given together",
+        )),
+    }
+}
+
+fn change_admin(ctx: &Ctx, req: &Request, make: bool) -> Result<Response> {
+    let body: AdminChangeBody = req.json()?;
+    let target = body
+        .target_username
+        .clone()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Error::bad_request("target_username is required"))?;
+    authorize_admin_change(ctx, req, &body)?;
+    let user = db::users::find_by_username(ctx.db, &target)?
+        .ok_or_else(|| Error::not_found("Target user not found"))?;
+    if db::users::set_admin(ctx.db, user.id, make)? == AdminChange::LastAdmin {
+        return Err(Error::Conflict(
+            "Cannot remove the last admin; make another user admin first".into(),
+        ));
+    }
+    let message = if make {
+        format!("{target} is now an admin")
+    } else {
+        format!("{target} is no longer an admin")
+    };
+    Response::json(
+        200,
+        &json!({
+            "success": true,
+            "message": message,
+            "username": target,
+            "is_admin": make,
+            "groups": groups(make),
+        }),
+    )
+}
+
+/// # `POST /api/make-admin/`
+/// Adds `target_username` to the Admin group.
+pub fn make_admin(ctx: &Ctx, req: &Request) -> Result<Response> {
+    change_admin(ctx, req, true)
+}
+
+/// # `POST /api/remove-admin/`
+/// Removes `target_username` from the Admin group; the last admin cannot be removed (`409`).
+pub fn remove_admin(ctx: &Ctx, req: &Request) -> Result<Response> {
+    change_admin(ctx, req, false)
+}

@@ -1,0 +1,217 @@
+//! Conversations and messages: the chat itself.
+
+use crate::app::{check_identity_field, Ctx};
+use crate::db::{self, chat::MessageRow, chat::NewMessage};
+use crate::error::{Error, Result};
+use crate::http::{Request, Response};
+use crate::time::rfc3339;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub const MAX_CONTENT_CHARS: usize = 10_000;
+pub const DEFAULT_PAGE: i64 = 100;
+pub const MAX_PAGE: i64 = 500;
+
+/// A message as `messages/` and the event stream show it.
+pub fn message_json(m: &MessageRow, my_id: i64) -> Value {
+    json!({
+        "id": m.id,
+        "conversation_id": m.conversation_id,
+        "sender": m.sender,
+        "receiver": m.receiver,
+        "content": m.content,
+        "is_read": m.is_read,
+        "created_at": rfc3339(m.created_at),
+        "is_mine": m.sender_id == my_id,
+    })
+}
+
+/// # `GET /api/conversations/`
+/// Your conversations, newest first, each with the other user, the last message and your
+/// unread count; one query whatever their number.
+pub fn conversations(ctx: &Ctx, req: &Request) -> Result<Response> {
+    let me = ctx.require_user(req)?;
+    check_identity_field(&me, req.query("username"))?;
+    let rows = db::chat::conversations_for(ctx.db, me.user_id)?;
+    let now = db::now_us();
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|c| {
+            let last_message = match (&c.last_content, c.last_created_at, &c.last_sender) {
+                (Some(content), Some(at), Some(sender)) => json!({
+                    "content": content, "created_at": rfc3339(at), "sender": sender,
+                }),
+                _ => Value::Null,
+            };
+            json!({
+                "id": c.id,
+                "other_user": {
+                    "id": c.other_id,
+                    "username": c.other_username,
+                    "email": c.other_email,
+                    "status": c.other_status,
+                    "is_online": super::is_online(ctx.app, c.other_id, c.other_last_activity, now),
+                },
+                "last_message": last_message,
+                "unread_count": c.unread,
+                "updated_at": rfc3339(c.updated_at),
+            })
+        })
+        .collect();
+    Response::json(
+        200,
+        &json!({"success": true, "count": list.len(), "conversations": list}),
+    )
+}
+
+/// # `GET /api/messages/?other_username=&limit=&before_id=`
+/// A page of your conversation with `other_username` (alias `contact_username`), oldest
+/// first, creating the conversation if there is none. Marks what you received as read in
+/// the same transaction; the page shows `is_read` as it was before.
+pub fn messages(ctx: &Ctx, req: &Request) -> Result<Response> {
+    let me = ctx.require_user(req)?;
+    check_identity_field(&me, req.query("username"))?;
+    let other_name = req
+        .query("other_username")
+        .or_else(|| req.query("contact_username"))
+        .ok_or_else(|| Error::bad_request("other_username is required"))?;
+    let limit = req.query_int("limit")?.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Error::bad_request(format!(
+            "`limit` must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let before_id = req.query_int("before_id")?;
+    if before_id.is_some_and(|b| b < 1) {
+        return Err(Error::bad_request("`before_id` must be a positive message id"));
+    }
+    let other_id = db::users::find_id(ctx.db, other_name)?
+        .ok_or_else(|| Error::not_found("User not found"))?;
+    let conversation_id = match db::chat::conversation_between(ctx.db, me.user_id, other_id)? {
+        Some(id) => id,
+        None => {
+            let tx = db::write_tx(ctx.db)?;
+            let id = db::chat::get_or_create_conversation(&tx, me.user_id, other_id, db::now_us())?;
+            tx.commit()?;
+            id
+        }
+    };
+    let (rows, has_more, marked, up_to) =
+        db::chat::read_page_and_mark(ctx.db, conversation_id, me.user_id, before_id, limit)?;
+    if let (true, Some(up_to)) = (marked > 0, up_to) {
+        ctx.app.hub.publish_read(conversation_id, me.user_id, other_id, up_to);
+    }
+    let list: Vec<Value> = rows.iter().map(|m| message_json(m, me.user_id)).collect();
+    Response::json(
+        200,
+        &json!({
+            "success": true,
+            "conversation_id": conversation_id,
+            "count": list.len(),
+            "has_more": has_more,
+            "messages": list,
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+struct SendBody {
+    sender: Option<String>,
+    receiver: Option<String>,
+    contact_username: Option<String>,
+    content: Option<String>,
+}
+
+/// # `POST /api/send-message/`
+/// Sends `content` (trimmed, 1–10,000 characters) to `receiver` (alias `contact_username`).
+/// The `201` is written only after the message is committed.
+pub fn send_message(ctx: &Ctx, req: &Request) -> Result<Response> {
+    let me = ctx.require_user(req)?;
+    let body: SendBody = req.json()?;
+    check_identity_field(&me, body.sender.as_deref())?;
+    let receiver = body
+        .receiver
+        .or(body.contact_username)
+        .filter(|r| !r.is_empty());
+    let (Some(receiver), Some(content)) = (receiver, body.content) else {
+        return Err(Error::bad_request("receiver and content are required"));
+    };
+    let content = content.trim();
+    let chars = content.chars().count();
+    if chars == 0 {
+        return Err(Error::bad_request("Message content cannot be empty"));
+    }
+    if chars > MAX_CONTENT_CHARS {
+        return Err(Error::bad_request(format!(
+            "Message content must be at most {MAX_CONTENT_CHARS} characters"
+        )));
+    }
+    let receiver_user = db::users::find_by_username(ctx.db, &receiver)?
+        .filter(|u| u.is_active)
+        .ok_or_else(|| Error::not_found("User not found"))?;
+    let new = NewMessage {
+        sender_id: me.user_id,
+        receiver_id: receiver_user.id,
+        content,
+        now: db::now_us(),
+    };
+    let sent = ctx
+        .app
+        .writer
+        .send(&new, &me.username, &receiver_user.username)?;
+    let row = MessageRow {
+        id: sent.id,
+        conversation_id: sent.conversation_id,
+        sender_id: me.user_id,
+        sender: me.username.clone(),
+        receiver_id: receiver_user.id,
+        receiver: receiver_user.username.clone(),
+        content: content.to_string(),
+        is_read: sent.is_read,
+        created_at: sent.created_at,
+    };
+    Response::json(
+        201,
+        &json!({
+            "success": true,
+            "message": {
+                "id": row.id,
+                "conversation_id": row.conversation_id,
+                "sender": row.sender,
+                "receiver": row.receiver,
+                "content": row.content,
+                "created_at": rfc3339(row.created_at),
+                "is_read": row.is_read,
+            },
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+struct MarkBody {
+    username: Option<String>,
+    conversation_id: Option<i64>,
+}
+
+/// # `POST /api/mark-as-read/`
+/// Marks every message you received in one of your conversations as read; `404` for a
+/// conversation that is not yours.
+pub fn mark_as_read(ctx: &Ctx, req: &Request) -> Result<Response> {
+    let me = ctx.require_user(req)?;
+    let body: MarkBody = req.json()?;
+    check_identity_field(&me, body.username.as_deref())?;
+    let conversation_id = body
+        .conversation_id
+        .ok_or_else(|| Error::bad_request("conversation_id is required"))?;
+    let (a, b) = db::chat::conversation_members(ctx.db, conversation_id)?
+        .filter(|(a, b)| *a == me.user_id || *b == me.user_id)
+        .ok_or_else(|| Error::not_found("Conversation not found"))?;
+    let other = if a == me.user_id { b } else { a };
+    let tx = db::write_tx(ctx.db)?;
+    let (marked, up_to) = db::chat::mark_read(&tx, conversation_id, me.user_id)?;
+    tx.commit()?;
+    if let (true, Some(up_to)) = (marked > 0, up_to) {
+        ctx.app.hub.publish_read(conversation_id, me.user_id, other, up_to);
+    }
+    Response::json(200, &json!({"success": true, "marked_read": marked}))
+}

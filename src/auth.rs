@@ -1,0 +1,304 @@
+//! Who is asking: Argon2id password hashing on a bounded pool, session tokens (random from
+//! the OS, stored hashed), authentication of a request by bearer token or cookie, and login
+//! throttling per account and per client address.
+
+use crate::app::Ctx;
+use crate::config::Argon2Cost;
+use crate::db;
+use crate::error::{Error, Result};
+use crate::http::Request;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
+
+pub const SESSION_COOKIE: &str = "whitebeat_session";
+pub const MIN_PASSWORD_LEN: usize = 8;
+/// Session expiry and user activity are written at most this often per session.
+const TOUCH_EVERY_US: i64 = 60_000_000;
+
+/// Argon2id hashing. At most `permits` hashes run at once, so a storm of logins cannot take
+/// every core (and every byte of its 19 MiB per hash) away from chat traffic.
+pub struct PasswordHasher {
+    cost: Argon2Cost,
+    permits: Mutex<usize>,
+    freed: Condvar,
+    /// Verified against when the user does not exist, so both cases cost the same.
+    dummy_hash: String,
+}
+
+impl PasswordHasher {
+    pub fn new(cost: Argon2Cost, permits: usize) -> PasswordHasher {
+        let mut hasher = PasswordHasher {
+            cost,
+            permits: Mutex::new(permits.max(1)),
+            freed: Condvar::new(),
+            dummy_hash: String::new(),
+        };
+        hasher.dummy_hash = hasher
+            .hash("not a real password, only equalises timing")
+            .expect("argon2 works with the configured cost");
+        hasher
+    }
+
+    fn config(&self) -> argon2::Config<'static> {
+        argon2::Config {
+            variant: argon2::Variant::Argon2id,
+            version: argon2::Version::Version13,
+            mem_cost: self.cost.memory_kib,
+            time_cost: self.cost.iterations,
+            lanes: 1,
+            ..argon2::Config::default()
+        }
+    }
+
+    fn with_permit<T>(&self, f: impl FnOnce() -> T) -> T {
+        let mut free = self.permits.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        drop(free);
+        let out = f();
+        *self.permits.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.freed.notify_one();
+        out
+    }
+
+    pub fn hash(&self, password: &str) -> Result<String> {
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).map_err(|e| Error::internal(format!("getrandom: {e}")))?;
+        let config = self.config();
+        self.with_permit(|| argon2::hash_encoded(password.as_bytes(), &salt, &config))
+            .map_err(|e| Error::internal(format!("argon2: {e}")))
+    }
+
+    /// Checks a password against a stored hash; `None` (unknown user) still does the work.
+    pub fn verify(&self, stored: Option<&str>, password: &str) -> bool {
+        let encoded = stored.unwrap_or(&self.dummy_hash);
+        let ok = self.with_permit(|| argon2::verify_encoded(encoded, password.as_bytes()));
+        stored.is_some() && ok.unwrap_or(false)
+    }
+}
+
+/// A new session token (256 random bits from the OS, hex) and the hash stored for it.
+pub fn new_token() -> Result<(String, Vec<u8>)> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| Error::internal(format!("getrandom: {e}")))?;
+    let token = hex::encode(bytes);
+    let hash = hash_token(&token);
+    Ok((token, hash))
+}
+
+pub fn hash_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// The user a request acts for.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user_id: i64,
+    pub username: String,
+    pub is_admin: bool,
+    pub token_hash: Vec<u8>,
+}
+
+/// Finds the session of a request (bearer token first, then the cookie), if any is valid.
+pub fn authenticate(ctx: &Ctx, req: &Request) -> Result<Option<Identity>> {
+    let Some(token) = req.bearer_token().or_else(|| req.cookie(SESSION_COOKIE)) else {
+        return Ok(None);
+    };
+    if token.len() > 256 {
+        return Ok(None);
+    }
+    let hash = hash_token(token);
+    let Some(session) = db::sessions::find(ctx.db, &hash)? else {
+        return Ok(None);
+    };
+    // The lookup was by hash already; compare again in constant time so no timing of the
+    // index walk can be turned into a comparison oracle.
+    if !bool::from(session.token_hash.as_slice().ct_eq(&hash)) {
+        return Ok(None);
+    }
+    let now = db::now_us();
+    if session.expires_at <= now || !session.is_active {
+        return Ok(None);
+    }
+    if now - session.last_seen >= TOUCH_EVERY_US {
+        let idle = ctx.app.config.session_idle.as_micros() as i64;
+        db::sessions::touch(ctx.db, &hash, session.user_id, now, idle)?;
+    }
+    Ok(Some(Identity {
+        user_id: session.user_id,
+        username: session.username,
+        is_admin: session.is_admin,
+        token_hash: hash,
+    }))
+}
+
+/// Failed-login bookkeeping, in memory: a restart forgives, which is acceptable for a
+/// throttle whose job is to make online guessing slow.
+pub struct LoginThrottle {
+    attempts_per_account: u32,
+    attempts_per_address: u32,
+    window: Duration,
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl LoginThrottle {
+    pub fn new(attempts: u32, window: Duration) -> LoginThrottle {
+        LoginThrottle {
+            attempts_per_account: attempts.max(1),
+            // One address may try several accounts (a family behind one router), not many.
+            attempts_per_address: attempts.max(1) * 4,
+            window,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn keys(username: &str, ip: IpAddr) -> [String; 2] {
+        [format!("u:{}", username.to_lowercase()), format!("ip:{ip}")]
+    }
+
+    /// `Err(429)` while either the account or the address is over its limit.
+    pub fn check(&self, username: &str, ip: IpAddr) -> Result<()> {
+        let now = Instant::now();
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (_, start)| now.duration_since(*start) < self.window);
+        let [account, address] = Self::keys(username, ip);
+        for (key, limit) in [
+            (account, self.attempts_per_account),
+            (address, self.attempts_per_address),
+        ] {
+            if let Some((count, start)) = map.get(&key) {
+                if *count >= limit {
+                    let wait = self.window.saturating_sub(now.duration_since(*start));
+                    return Err(Error::TooManyRequests(wait.as_secs().max(1)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn record_failure(&self, username: &str, ip: IpAddr) {
+        let now = Instant::now();
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        for key in Self::keys(username, ip) {
+            let entry = map.entry(key).or_insert((0, now));
+            entry.0 += 1;
+        }
+    }
+
+    pub fn record_success(&self, username: &str, ip: IpAddr) {
+        let [account, _] = Self::keys(username, ip);
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&account);
+    }
+}
+
+/// Username rule of the API: 1–150 characters of letters, digits and `@.+-_`.
+pub fn validate_username(username: &str) -> Result<()> {
+    let len = username.chars().count();
+    if len == 0 || len > 150 {
+        return Err(Error::bad_request("Username must be 1 to 150 characters"));
+    }
+    if !username
+        .chars()
+        .all(|c| c.is_alphanumeric() || "@.+-_".contains(c))
+    {
+        return Err(Error::bad_request(
+            "Username may contain only letters, digits and @ . + - _",
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_password(password: &str) -> Result<()> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(Error::bad_request(format!(
+            "Password must be at least {MIN_PASSWORD_LEN} characters"
+        )));
+    }
+    if password.len() > 1024 {
+        return Err(Error::bad_request("Password must be at most 1024 bytes"));
+    }
+    Ok(())
+}
+
+/// A deliberately plain check: one `@` with something on both sides and a dot in the domain.
+pub fn validate_email(email: &str) -> Result<()> {
+    let ok = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && match email.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+            }
+            None => false,
+        };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::bad_request("Enter a valid email address"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_follow_the_django_rule() {
+        assert!(validate_username("john.doe+1@x_y-z").is_ok());
+        assert!(validate_username("").is_err());
+        assert!(validate_username("a b").is_err());
+        assert!(validate_username("<script>").is_err());
+        assert!(validate_username(&"a".repeat(151)).is_err());
+    }
+
+    #[test]
+    fn emails_must_look_like_emails() {
+        assert!(validate_email("a@b.co").is_ok());
+        for bad in ["", "a", "a@b", "@b.co", "a@.co", "a b@c.de", "a@b@c.de"] {
+            assert!(validate_email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let (t1, h1) = new_token().unwrap();
+        let (t2, _) = new_token().unwrap();
+        assert_ne!(t1, t2);
+        assert_eq!(t1.len(), 64);
+        assert_eq!(h1, hash_token(&t1));
+    }
+
+    #[test]
+    fn throttle_blocks_after_the_limit_and_success_clears_the_account() {
+        let t = LoginThrottle::new(2, Duration::from_secs(60));
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        t.check("bob", ip).unwrap();
+        t.record_failure("bob", ip);
+        t.record_failure("bob", ip);
+        assert!(matches!(t.check("BOB", ip), Err(Error::TooManyRequests(_))));
+        t.record_success("bob", ip);
+        assert!(t.check("bob", ip).is_ok());
+    }
+
+    #[test]
+    fn hasher_verifies_and_refuses_unknown_users() {
+        let h = PasswordHasher::new(Argon2Cost { memory_kib: 64, iterations: 1 }, 1);
+        let stored = h.hash("correct horse").unwrap();
+        assert!(stored.starts_with("$argon2id$"));
+        assert!(h.verify(Some(&stored), "correct horse"));
+        assert!(!h.verify(Some(&stored), "wrong"));
+        assert!(!h.verify(None, "not a real password, only equalises timing"));
+    }
+}

@@ -1,0 +1,109 @@
+//! The administrative commands behind `whitebeat migrate`, `createsuperuser`,
+//! `make-admin`, `remove-admin`, `changepassword`, `activate`/`deactivate` and `backup`.
+//! Each returns a one-line error for the command line to print.
+
+use crate::auth::{self, PasswordHasher};
+use crate::config::{Argon2Cost, SyncMode};
+use crate::db::{self, users::AdminChange, users::CreateUserError, users::NewUser};
+use rusqlite::Connection;
+use std::path::Path;
+
+pub type CliResult<T = ()> = Result<T, String>;
+
+/// Opens and migrates the database (every command works on an up-to-date schema).
+pub fn open_db(path: &Path, sync: SyncMode) -> CliResult<Connection> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            return Err(format!(
+                "cannot open database {}: directory {} does not exist",
+                path.display(),
+                parent.display()
+            ));
+        }
+    }
+    let mut conn = db::open(path, sync)?;
+    db::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+pub fn migrate(path: &Path, sync: SyncMode) -> CliResult<i64> {
+    let conn = open_db(path, sync)?;
+    db::schema_version(&conn).map_err(|e| e.to_string())
+}
+
+fn user_id(conn: &Connection, username: &str) -> CliResult<i64> {
+    db::users::find_id(conn, username)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no user named `{username}`"))
+}
+
+pub fn create_superuser(
+    conn: &Connection,
+    cost: Argon2Cost,
+    username: &str,
+    email: &str,
+    password: &str,
+) -> CliResult<i64> {
+    let check = |r: crate::error::Result<()>| r.map_err(|e| e.user_message());
+    check(auth::validate_username(username))?;
+    check(auth::validate_email(email))?;
+    check(auth::validate_password(password))?;
+    let hash = PasswordHasher::new(cost, 1)
+        .hash(password)
+        .map_err(|e| e.to_string())?;
+    let new = NewUser {
+        username,
+        email,
+        password_hash: &hash,
+        is_admin: true,
+        is_superuser: true,
+        now: db::now_us(),
+    };
+    db::users::create(conn, &new).map_err(|e| match e {
+        CreateUserError::UsernameTaken => format!("username `{username}` is already taken"),
+        CreateUserError::EmailTaken => format!("email `{email}` is already in use"),
+        CreateUserError::Db(e) => e.to_string(),
+    })
+}
+
+pub fn set_admin(conn: &Connection, username: &str, admin: bool) -> CliResult {
+    let id = user_id(conn, username)?;
+    match db::users::set_admin(conn, id, admin).map_err(|e| e.to_string())? {
+        AdminChange::Done => Ok(()),
+        AdminChange::LastAdmin => Err(format!(
+            "`{username}` is the last admin; make another user admin first"
+        )),
+    }
+}
+
+pub fn change_password(
+    conn: &Connection,
+    cost: Argon2Cost,
+    username: &str,
+    password: &str,
+) -> CliResult {
+    let id = user_id(conn, username)?;
+    auth::validate_password(password).map_err(|e| e.user_message())?;
+    let hash = PasswordHasher::new(cost, 1)
+        .hash(password)
+        .map_err(|e| e.to_string())?;
+    db::users::set_password(conn, id, &hash).map_err(|e| e.to_string())
+}
+
+pub fn set_active(conn: &Connection, username: &str, active: bool) -> CliResult {
+    let id = user_id(conn, username)?;
+    db::users::set_active(conn, id, active).map_err(|e| e.to_string())
+}
+
+/// A consistent copy of the live database (safe while the server runs).
+pub fn backup(conn: &Connection, dest: &Path) -> CliResult {
+    if dest.exists() {
+        return Err(format!("{} already exists; choose a new file", dest.display()));
+    }
+    let dest_str = dest
+        .to_str()
+        .ok_or_else(|| "the backup path must be valid UTF-8".to_string())?;
+    conn.execute("VACUUM INTO ?1", [dest_str])
+        .map(|_| ())
+        .map_err(|e| format!("backup to {} failed: {e}", dest.display()))
+}

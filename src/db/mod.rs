@@ -1,0 +1,92 @@
+//! The store: opening the SQLite file with every pragma in one place, migrations by
+//! `PRAGMA user_version`, and (in the submodules) every SQL statement of the product as
+//! free functions on `&Connection`. Nothing outside `db/` writes SQL.
+
+pub mod chat;
+pub mod sessions;
+pub mod stats;
+pub mod users;
+
+use crate::config::SyncMode;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use std::path::Path;
+use std::time::Duration;
+
+/// The migrations, in order; migration `i` brings the schema to version `i + 1`.
+const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
+
+/// The schema version this binary writes and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Opens (creating if needed) the database with the pragmas every connection needs.
+pub fn open(path: &Path, sync: SyncMode) -> Result<Connection, String> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
+    configure(&conn, sync).map_err(|e| format!("cannot use database {}: {e}", path.display()))?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection, sync: SyncMode) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    // WAL lets readers run while one writer commits; it is persistent in the file.
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        log::warn!("journal_mode is {mode}, not WAL");
+    }
+    let sync = match sync {
+        SyncMode::Full => "FULL",
+        SyncMode::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {sync};
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -4000;"
+    ))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// Brings the schema up to date in one transaction. Refuses a database written by a newer
+/// binary rather than guess at its layout.
+pub fn migrate(conn: &mut Connection) -> Result<i64, String> {
+    let err = |e: rusqlite::Error| format!("migration failed: {e}");
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    if version > SCHEMA_VERSION {
+        return Err(format!(
+            "database schema version {version} is newer than this binary supports \
+             ({SCHEMA_VERSION}); use a newer whitebeat"
+        ));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql).map_err(err)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(err)?;
+    }
+    tx.commit().map_err(err)?;
+    Ok(SCHEMA_VERSION)
+}
+
+/// Reads the schema version without changing anything.
+pub fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+/// Starts a short write transaction that takes the write lock at once, so it never fails
+/// half-way with SQLITE_BUSY on upgrade.
+pub fn write_tx(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
+    Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+}
+
+/// Current time as Unix microseconds.
+pub fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}

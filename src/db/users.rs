@@ -1,0 +1,232 @@
+//! Accounts: the users table with the original's profile fields and Admin-group flag.
+
+use rusqlite::{named_params, Connection, OptionalExtension, Row};
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub password_hash: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_active: bool,
+    pub is_admin: bool,
+    pub is_superuser: bool,
+    pub status: String,
+    pub last_activity: i64,
+    pub message_count: i64,
+    pub date_joined: i64,
+}
+
+const USER_COLUMNS: &str = "id, username, email, password_hash, first_name, last_name, \
+     is_active, is_admin, is_superuser, status, last_activity, message_count, date_joined";
+
+fn user_from_row(r: &Row) -> rusqlite::Result<User> {
+    Ok(User {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        email: r.get(2)?,
+        password_hash: r.get(3)?,
+        first_name: r.get(4)?,
+        last_name: r.get(5)?,
+        is_active: r.get(6)?,
+        is_admin: r.get(7)?,
+        is_superuser: r.get(8)?,
+        status: r.get(9)?,
+        last_activity: r.get(10)?,
+        message_count: r.get(11)?,
+        date_joined: r.get(12)?,
+    })
+}
+
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub is_admin: bool,
+    pub is_superuser: bool,
+    pub now: i64,
+}
+
+#[derive(Debug)]
+pub enum CreateUserError {
+    UsernameTaken,
+    EmailTaken,
+    Db(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for CreateUserError {
+    fn from(e: rusqlite::Error) -> Self {
+        CreateUserError::Db(e)
+    }
+}
+
+/// Inserts a user; the uniqueness checks and the insert share one write transaction.
+pub fn create(conn: &Connection, u: &NewUser) -> Result<i64, CreateUserError> {
+    let tx = super::write_tx(conn)?;
+    if find_id(&tx, u.username)?.is_some() {
+        return Err(CreateUserError::UsernameTaken);
+    }
+    let email_taken: bool = tx
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM users WHERE email = ?1)")?
+        .query_row([u.email], |r| r.get(0))?;
+    if email_taken {
+        return Err(CreateUserError::EmailTaken);
+    }
+    tx.prepare_cached(
+        "INSERT INTO users (username, email, password_hash, is_admin, is_superuser,
+                            last_activity, date_joined)
+         VALUES (:username, :email, :hash, :admin, :superuser, :now, :now)",
+    )?
+    .execute(named_params! {
+        ":username": u.username, ":email": u.email, ":hash": u.password_hash,
+        ":admin": u.is_admin, ":superuser": u.is_superuser, ":now": u.now,
+    })?;
+    let id = tx.last_insert_rowid();
+    super::stats::bump_daily(&tx, u.now, "signups", 1)?;
+    tx.commit()?;
+    Ok(id)
+}
+
+pub fn find_by_username(conn: &Connection, username: &str) -> rusqlite::Result<Option<User>> {
+    conn.prepare_cached(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE username = ?1"
+    ))?
+    .query_row([username], user_from_row)
+    .optional()
+}
+
+pub fn find_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<User>> {
+    conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
+        .query_row([id], user_from_row)
+        .optional()
+}
+
+pub fn find_id(conn: &Connection, username: &str) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT id FROM users WHERE username = ?1")?
+        .query_row([username], |r| r.get(0))
+        .optional()
+}
+
+/// Result of changing a user's Admin-group membership.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AdminChange {
+    Done,
+    /// Refused: it would leave no active admin.
+    LastAdmin,
+}
+
+/// Adds or removes a user from the Admin group. Removing the last admin is refused inside
+/// the same transaction, so two concurrent removals cannot both succeed.
+pub fn set_admin(conn: &Connection, id: i64, admin: bool) -> rusqlite::Result<AdminChange> {
+    let tx = super::write_tx(conn)?;
+    if !admin {
+        let others: i64 = tx
+            .prepare_cached(
+                "SELECT COUNT(*) FROM users WHERE is_admin = 1 AND is_active = 1 AND id != ?1",
+            )?
+            .query_row([id], |r| r.get(0))?;
+        let is_admin: bool = tx
+            .prepare_cached("SELECT is_admin FROM users WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))?;
+        if is_admin && others == 0 {
+            return Ok(AdminChange::LastAdmin);
+        }
+    }
+    tx.prepare_cached("UPDATE users SET is_admin = ?2 WHERE id = ?1")?
+        .execute(rusqlite::params![id, admin])?;
+    tx.commit()?;
+    Ok(AdminChange::Done)
+}
+
+/// Replaces the password hash and revokes every session of the user, atomically.
+pub fn set_password(conn: &Connection, id: i64, hash: &str) -> rusqlite::Result<()> {
+    let tx = super::write_tx(conn)?;
+    tx.prepare_cached("UPDATE users SET password_hash = ?2 WHERE id = ?1")?
+        .execute(rusqlite::params![id, hash])?;
+    tx.prepare_cached("DELETE FROM sessions WHERE user_id = ?1")?
+        .execute([id])?;
+    tx.commit()
+}
+
+/// Activates or deactivates a user; deactivation revokes their sessions.
+pub fn set_active(conn: &Connection, id: i64, active: bool) -> rusqlite::Result<()> {
+    let tx = super::write_tx(conn)?;
+    tx.prepare_cached("UPDATE users SET is_active = ?2 WHERE id = ?1")?
+        .execute(rusqlite::params![id, active])?;
+    if !active {
+        tx.prepare_cached("DELETE FROM sessions WHERE user_id = ?1")?
+            .execute([id])?;
+    }
+    tx.commit()
+}
+
+/// What `users/` shows of someone.
+#[derive(Debug)]
+pub struct UserListing {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub status: String,
+    pub last_activity: i64,
+}
+
+/// Everyone but `exclude_id`, by username, optionally those whose name starts with `prefix`
+/// (case-insensitive).
+pub fn list(
+    conn: &Connection,
+    exclude_id: i64,
+    prefix: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> rusqlite::Result<Vec<UserListing>> {
+    let pattern = prefix.map(|p| format!("{}%", escape_like(p)));
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, username, email, status, last_activity FROM users
+         WHERE id != :me AND is_active = 1
+           AND (:pattern IS NULL OR username LIKE :pattern ESCAPE '\\')
+         ORDER BY username LIMIT :limit OFFSET :offset",
+    )?;
+    let rows = stmt.query_map(
+        named_params! {":me": exclude_id, ":pattern": pattern, ":limit": limit, ":offset": offset},
+        |r| {
+            Ok(UserListing {
+                id: r.get(0)?,
+                username: r.get(1)?,
+                email: r.get(2)?,
+                status: r.get(3)?,
+                last_activity: r.get(4)?,
+            })
+        },
+    )?;
+    rows.collect()
+}
+
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The newest sign-ups, for the admin dashboard.
+pub fn recent(conn: &Connection, limit: i64) -> rusqlite::Result<Vec<User>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {USER_COLUMNS} FROM users ORDER BY date_joined DESC, id DESC LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map([limit], user_from_row)?;
+    rows.collect()
+}
+
+/// Records activity, at most once per `min_gap_us` per user (callers pass the last value
+/// they saw, so a busy client does not write on every request).
+pub fn touch_activity(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE users SET last_activity = ?2 WHERE id = ?1")?
+        .execute(rusqlite::params![id, now])?;
+    Ok(())
+}

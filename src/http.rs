@@ -1,0 +1,246 @@
+//! The small request/response types handlers see, so no handler touches tiny_http: parsing
+//! of paths, queries, cookies and bearer tokens, JSON bodies (Content-Type and size checked
+//! first), and the JSON/error responses with their standard headers.
+
+use crate::error::{Error, Result};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::net::IpAddr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+    Other,
+}
+
+impl Method {
+    pub fn parse(s: &str) -> Method {
+        match s {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            _ => Method::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+            Method::Other => "OTHER",
+        }
+    }
+}
+
+/// A request as handlers see it: decoded path, query pairs, lower-cased header names, and
+/// the body already read under the size limit.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    /// Percent-decoded path, without the query string.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub client_ip: IpAddr,
+}
+
+impl Request {
+    /// Splits and decodes a request target such as `/api/users/?search=a%20b`.
+    pub fn parse_target(target: &str) -> Result<(String, Vec<(String, String)>)> {
+        let (raw_path, raw_query) = match target.split_once('?') {
+            Some((p, q)) => (p, q),
+            None => (target, ""),
+        };
+        let path = percent_encoding::percent_decode_str(raw_path)
+            .decode_utf8()
+            .map_err(|_| Error::bad_request("The path is not valid UTF-8"))?;
+        if path.contains('\0') {
+            return Err(Error::bad_request("The path contains a NUL byte"));
+        }
+        let mut query = Vec::new();
+        for (k, v) in form_urlencoded::parse(raw_query.as_bytes()) {
+            if k.contains('\0') || v.contains('\0') || k.contains('\u{FFFD}') || v.contains('\u{FFFD}') {
+                return Err(Error::bad_request("The query string is not valid UTF-8 text"));
+            }
+            query.push((k.into_owned(), v.into_owned()));
+        }
+        Ok((path.into_owned(), query))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A query parameter; an empty value counts as absent.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// An integer query parameter, `400` when it is not one.
+    pub fn query_int(&self, name: &str) -> Result<Option<i64>> {
+        match self.query(name) {
+            None => Ok(None),
+            Some(v) => v
+                .trim()
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| Error::bad_request(format!("`{name}` must be an integer"))),
+        }
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+            .flat_map(|(_, v)| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.trim())
+    }
+
+    pub fn bearer_token(&self) -> Option<&str> {
+        let value = self.header("authorization")?;
+        let (scheme, token) = value.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// Parses the body as a JSON object into `T`. `415` when the body is not declared as
+    /// JSON, `400` when it is malformed, not an object, or a field has the wrong type.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        if !self.body.is_empty() && !self.is_json() {
+            return Err(Error::UnsupportedMediaType);
+        }
+        let text = std::str::from_utf8(&self.body)
+            .map_err(|_| Error::bad_request("The body is not valid UTF-8"))?;
+        if text.trim().is_empty() {
+            return Err(Error::bad_request("A JSON object body is required"));
+        }
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::bad_request(format!("Malformed JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(Error::bad_request("The body must be a JSON object"));
+        }
+        serde_json::from_value(value).map_err(|e| Error::bad_request(format!("Invalid field: {e}")))
+    }
+
+    /// Like `json`, but an absent body gives `T::default()` (for endpoints whose fields are all
+    /// optional).
+    pub fn json_or_default<T: DeserializeOwned + Default>(&self) -> Result<T> {
+        if self.body.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(T::default());
+        }
+        self.json()
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.header("content-type")
+            .map(|ct| {
+                let mime = ct.split(';').next().unwrap_or("").trim();
+                mime.eq_ignore_ascii_case("application/json")
+            })
+            .unwrap_or(false)
+    }
+}
+
+/// A response before it is written: status, headers and a body held in memory, or a
+/// stream that takes over the connection.
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Set for long-lived responses (event streams): the server hands the raw connection to
+    /// this function after the worker is done with it.
+    pub takeover: Option<Takeover>,
+}
+
+pub type Takeover = Box<dyn FnOnce(Box<dyn std::io::Write + Send>) + Send>;
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl Response {
+    pub fn new(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+            takeover: None,
+        }
+    }
+
+    pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Result<Response> {
+        let body = serde_json::to_vec(value)?;
+        Ok(Response::new(status)
+            .with_header("Content-Type", "application/json")
+            .with_body(body))
+    }
+
+    pub fn error(err: &Error) -> Response {
+        let body = serde_json::json!({ "error": err.user_message() });
+        let mut resp = Response::new(err.status())
+            .with_header("Content-Type", "application/json")
+            .with_body(body.to_string().into_bytes());
+        match err {
+            Error::MethodNotAllowed(allowed) => {
+                resp = resp.with_header("Allow", &allowed.join(", "));
+            }
+            Error::TooManyRequests(secs) => {
+                resp = resp.with_header("Retry-After", &secs.to_string());
+            }
+            Error::Unavailable(_) => {
+                resp = resp.with_header("Retry-After", "5");
+            }
+            _ => {}
+        }
+        resp
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn with_body(mut self, body: Vec<u8>) -> Response {
+        self.body = body;
+        self
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}

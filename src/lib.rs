@@ -1,0 +1,22 @@
+//! White Beat: a self-hosted chat server in one executable. This library holds everything;
+//! `main.rs` is only the command line, so tests can start the real server in-process with
+//! [`serve`].
+
+pub mod api;
+pub mod app;
+pub mod assets;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod live;
+pub mod reqlog;
+pub mod router;
+pub mod server;
+pub mod time;
+pub mod writer;
+
+pub use config::Config;
+pub use server::{serve, ServerHandle};

@@ -1,0 +1,398 @@
+//! Live delivery over Server-Sent Events. The hub keeps, per user, the open streams and a
+//! bounded queue for each; publishing never blocks (a stream whose queue is full is closed,
+//! and its client resumes from the database with `Last-Event-ID`). Each stream is written
+//! by its own small thread, so an open stream holds no request worker.
+//!
+//! Event ids are message ids: a `message` event's id is the message's, and every other event
+//! carries the id of the last message the stream delivered, so `Last-Event-ID` is always a
+//! resume point. Messages are published by the single message writer right after each
+//! commit, hence in id order.
+
+use crate::app::Ctx;
+use crate::db::{self, chat::MessageRow};
+use crate::error::{Error, Result};
+use crate::http::{Request, Response};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+const QUEUE_PER_STREAM: usize = 512;
+const STREAM_STACK: usize = 64 * 1024;
+const REPLAY_PAGE: i64 = 500;
+const TYPING_EVERY: Duration = Duration::from_millis(1500);
+
+#[derive(Clone, Debug)]
+enum Event {
+    /// A message event: its id and its JSON data.
+    Message(i64, Arc<str>),
+    Other(&'static str, Arc<str>),
+}
+
+struct Stream {
+    id: u64,
+    token_hash: Vec<u8>,
+    contacts: Vec<i64>,
+    tx: Sender<Event>,
+}
+
+#[derive(Default)]
+struct Inner {
+    streams: HashMap<i64, Vec<Stream>>,
+    total: usize,
+    last_typing: HashMap<i64, Instant>,
+}
+
+pub struct Hub {
+    inner: Mutex<Inner>,
+    max_total: usize,
+    max_per_user: usize,
+    next_id: AtomicU64,
+}
+
+impl Hub {
+    pub fn new(max_total: usize, max_per_user: usize) -> Hub {
+        Hub {
+            inner: Mutex::new(Inner::default()),
+            max_total,
+            max_per_user,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the user has at least one open stream.
+    pub fn is_connected(&self, user_id: i64) -> bool {
+        self.lock().streams.get(&user_id).is_some_and(|s| !s.is_empty())
+    }
+
+    pub fn open_streams(&self) -> usize {
+        self.lock().total
+    }
+
+    fn send_to(inner: &mut Inner, user_id: i64, event: &Event) {
+        let Some(list) = inner.streams.get_mut(&user_id) else {
+            return;
+        };
+        let before = list.len();
+        // A full queue means the client stopped reading: drop it rather than wait.
+        list.retain(|s| match s.tx.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        });
+        inner.total -= before - list.len();
+    }
+
+    /// Fans a committed message out to both ends (once for a note to self).
+    pub fn publish_message(&self, m: &MessageRow) {
+        let mut inner = self.lock();
+        let for_user = |uid: i64| {
+            let data = crate::api::messages::message_json(m, uid).to_string();
+            Event::Message(m.id, data.into())
+        };
+        Self::send_to(&mut inner, m.receiver_id, &for_user(m.receiver_id));
+        if m.sender_id != m.receiver_id {
+            Self::send_to(&mut inner, m.sender_id, &for_user(m.sender_id));
+        }
+    }
+
+    /// Tells `other_id` that `reader_id` read their messages up to `up_to_id`.
+    pub fn publish_read(&self, conversation_id: i64, reader_id: i64, other_id: i64, up_to_id: i64) {
+        let data = json!({
+            "conversation_id": conversation_id,
+            "reader_id": reader_id,
+            "up_to_id": up_to_id,
+        });
+        let event = Event::Other("read", data.to_string().into());
+        Self::send_to(&mut self.lock(), other_id, &event);
+    }
+
+    /// Sends a typing event unless the user sent one very recently. Returns whether it went.
+    pub fn publish_typing(&self, conversation_id: i64, user_id: i64, username: &str, to: i64) -> bool {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        if inner
+            .last_typing
+            .get(&user_id)
+            .is_some_and(|t| now.duration_since(*t) < TYPING_EVERY)
+        {
+            return false;
+        }
+        inner.last_typing.insert(user_id, now);
+        if inner.last_typing.len() > 10_000 {
+            inner.last_typing.retain(|_, t| now.duration_since(*t) < TYPING_EVERY);
+        }
+        let data = json!({"conversation_id": conversation_id, "username": username});
+        Self::send_to(&mut inner, to, &Event::Other("typing", data.to_string().into()));
+        true
+    }
+
+    fn publish_presence(inner: &mut Inner, user_id: i64, username: &str, online: bool, contacts: &[i64]) {
+        let data = json!({"user_id": user_id, "username": username, "is_online": online});
+        let event = Event::Other("presence", data.to_string().into());
+        for &c in contacts {
+            Self::send_to(inner, c, &event);
+        }
+    }
+
+    fn register(
+        &self,
+        user_id: i64,
+        username: &str,
+        token_hash: Vec<u8>,
+        contacts: Vec<i64>,
+    ) -> Result<(u64, Receiver<Event>)> {
+        let mut inner = self.lock();
+        if inner.total >= self.max_total {
+            return Err(Error::Unavailable("Too many open event streams on this server".into()));
+        }
+        let mine = inner.streams.get(&user_id).map_or(0, Vec::len);
+        if mine >= self.max_per_user {
+            return Err(Error::Unavailable(
+                "Too many open event streams for this user; close one first".into(),
+            ));
+        }
+        let (tx, rx) = bounded(QUEUE_PER_STREAM);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if mine == 0 {
+            Self::publish_presence(&mut inner, user_id, username, true, &contacts);
+        }
+        inner.streams.entry(user_id).or_default().push(Stream {
+            id,
+            token_hash,
+            contacts,
+            tx,
+        });
+        inner.total += 1;
+        Ok((id, rx))
+    }
+
+    fn unregister(&self, user_id: i64, username: &str, stream_id: u64) {
+        let mut inner = self.lock();
+        let Some(list) = inner.streams.get_mut(&user_id) else {
+            return;
+        };
+        let mut contacts = Vec::new();
+        if let Some(pos) = list.iter().position(|s| s.id == stream_id) {
+            contacts = list.remove(pos).contacts;
+            inner.total -= 1;
+        }
+        if inner.streams.get(&user_id).is_some_and(Vec::is_empty) {
+            inner.streams.remove(&user_id);
+            Self::publish_presence(&mut inner, user_id, username, false, &contacts);
+        }
+    }
+
+    /// Closes every stream opened with this session (logout).
+    pub fn close_session(&self, token_hash: &[u8]) {
+        self.retain_sessions(|h| h != token_hash);
+    }
+
+    /// Closes the streams whose session no longer passes `valid` (expired, revoked from the
+    /// command line, user deactivated).
+    pub fn retain_sessions(&self, mut valid: impl FnMut(&[u8]) -> bool) {
+        let mut inner = self.lock();
+        let mut removed = 0;
+        for list in inner.streams.values_mut() {
+            let before = list.len();
+            list.retain(|s| valid(&s.token_hash));
+            removed += before - list.len();
+        }
+        inner.total -= removed;
+        // Presence "offline" follows when each stream's thread notices and unregisters.
+    }
+
+    /// Closes every stream (shutdown).
+    pub fn close_all(&self) {
+        let mut inner = self.lock();
+        inner.streams.clear();
+        inner.total = 0;
+    }
+
+    /// Session hashes of all open streams (for the periodic validity check).
+    pub fn session_hashes(&self) -> Vec<Vec<u8>> {
+        let inner = self.lock();
+        let mut out: Vec<Vec<u8>> = inner
+            .streams
+            .values()
+            .flatten()
+            .map(|s| s.token_hash.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// # `GET /api/events/`
+/// The logged-in user's event stream (`text/event-stream`): `message`, `read`, `typing` and
+/// `presence` events. With `Last-Event-ID` (or `?last_event_id=`), every message after that
+/// id is replayed from the database first. `503` beyond the stream caps.
+pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
+    let me = ctx.require_user(req)?;
+    let last_id = match req.header("last-event-id").or_else(|| req.query("last_event_id")) {
+        None => None,
+        Some(v) => Some(
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| Error::bad_request("Last-Event-ID must be a message id"))?,
+        ),
+    };
+    let contacts = db::chat::contacts_of(ctx.db, me.user_id)?;
+    // A fresh stream starts after the newest message now stored. Read that before
+    // subscribing and the backlog after: a message committed in between is then in the
+    // backlog, the queue, or both, and the cursor drops the duplicate.
+    let start = match last_id {
+        Some(id) => id,
+        None => db::chat::max_message_id(ctx.db)?,
+    };
+    let hub = ctx.app.hub.clone();
+    let (stream_id, rx) = hub.register(me.user_id, &me.username, me.token_hash.clone(), contacts)?;
+    let mut backlog = Vec::new();
+    let mut after = start;
+    loop {
+        let page = match db::chat::messages_for_user_after(ctx.db, me.user_id, after, REPLAY_PAGE) {
+            Ok(p) => p,
+            Err(e) => {
+                hub.unregister(me.user_id, &me.username, stream_id);
+                return Err(e.into());
+            }
+        };
+        for m in &page {
+            after = m.id;
+            let data = crate::api::messages::message_json(m, me.user_id).to_string();
+            backlog.push(Event::Message(m.id, data.into()));
+        }
+        if (page.len() as i64) < REPLAY_PAGE {
+            break;
+        }
+    }
+    let cursor = start;
+    let cors = ctx_cors_headers(ctx, req);
+    let user_id = me.user_id;
+    let username = me.username.clone();
+    let mut resp = Response::new(200);
+    resp.takeover = Some(Box::new(move |writer| {
+        let spawned = std::thread::Builder::new()
+            .name("event-stream".into())
+            .stack_size(STREAM_STACK)
+            .spawn({
+                let hub = hub.clone();
+                let username = username.clone();
+                move || {
+                    run_stream(writer, &cors, backlog, cursor, rx);
+                    hub.unregister(user_id, &username, stream_id);
+                }
+            });
+        if spawned.is_err() {
+            log::error!("cannot start an event stream thread");
+            hub.unregister(user_id, &username, stream_id);
+        }
+    }));
+    Ok(resp)
+}
+
+fn ctx_cors_headers(ctx: &Ctx, req: &Request) -> Vec<(String, String)> {
+    crate::server::cors_headers(&ctx.app.config, req)
+}
+
+fn write_event(w: &mut dyn Write, id: i64, name: &str, data: &str) -> std::io::Result<()> {
+    // JSON from serde has no raw newlines, so one `data:` line is enough.
+    write!(w, "id: {id}\nevent: {name}\ndata: {data}\n\n")?;
+    w.flush()
+}
+
+fn run_stream(
+    mut w: Box<dyn Write + Send>,
+    cors: &[(String, String)],
+    backlog: Vec<Event>,
+    mut cursor: i64,
+    rx: Receiver<Event>,
+) {
+    let mut head = String::from(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
+         X-Accel-Buffering: no\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n",
+    );
+    for (k, v) in cors {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n: connected\nretry: 2000\n\n");
+    if w.write_all(head.as_bytes()).and_then(|_| w.flush()).is_err() {
+        return;
+    }
+    let mut deliver = |w: &mut Box<dyn Write + Send>, ev: Event| -> std::io::Result<()> {
+        match ev {
+            Event::Message(id, data) => {
+                if id <= cursor {
+                    return Ok(()); // already delivered from the backlog
+                }
+                cursor = id;
+                write_event(w.as_mut(), id, "message", &data)
+            }
+            Event::Other(name, data) => write_event(w.as_mut(), cursor, name, &data),
+        }
+    };
+    for ev in backlog {
+        if deliver(&mut w, ev).is_err() {
+            return;
+        }
+    }
+    loop {
+        match rx.recv_timeout(HEARTBEAT) {
+            Ok(ev) => {
+                if deliver(&mut w, ev).is_err() {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if w.write_all(b": heartbeat\n\n").and_then(|_| w.flush()).is_err() {
+                    return;
+                }
+            }
+            // The hub dropped this stream (logout, expiry, slow client, shutdown).
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TypingBody {
+    conversation_id: Option<i64>,
+    other_username: Option<String>,
+}
+
+/// # `POST /api/typing/`
+/// `{"conversation_id": N}` or `{"other_username": "..."}`: tells the other member you are
+/// typing. `204`; repeated calls within a second and a half are absorbed.
+pub fn typing(ctx: &Ctx, req: &Request) -> Result<Response> {
+    let me = ctx.require_user(req)?;
+    let body: TypingBody = req.json()?;
+    let (conversation_id, other) = match (body.conversation_id, body.other_username) {
+        (Some(cid), _) => {
+            let (a, b) = db::chat::conversation_members(ctx.db, cid)?
+                .filter(|(a, b)| *a == me.user_id || *b == me.user_id)
+                .ok_or_else(|| Error::not_found("Conversation not found"))?;
+            (cid, if a == me.user_id { b } else { a })
+        }
+        (None, Some(name)) if !name.is_empty() => {
+            let other = db::users::find_id(ctx.db, &name)?
+                .ok_or_else(|| Error::not_found("User not found"))?;
+            let cid = db::chat::conversation_between(ctx.db, me.user_id, other)?
+                .ok_or_else(|| Error::not_found("Conversation not found"))?;
+            (cid, other)
+        }
+        _ => return Err(Error::bad_request("conversation_id or other_username is required")),
+    };
+    if other != me.user_id {
+        ctx.app.hub.publish_typing(conversation_id, me.user_id, &me.username, other);
+    }
+    Ok(Response::new(204))
+}

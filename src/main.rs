@@ -1,0 +1,285 @@
+//! The `whitebeat` command line: parses flags and environment variables with clap, runs
+//! the chosen subcommand, and turns any failure into one line on stderr and exit code 1.
+
+use clap::{Args, Parser, Subcommand};
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use whitebeat::cli::{self, CliResult};
+use whitebeat::config::{default_threads, Argon2Cost, Config, SyncMode};
+
+#[derive(Parser)]
+#[command(name = "whitebeat", version, about = "White Beat: a self-hosted chat server in one executable")]
+struct Cli {
+    /// SQLite database file (created if missing).
+    #[arg(long, env = "WHITEBEAT_DB", default_value = "whitebeat.sqlite3", global = true)]
+    db: PathBuf,
+    /// Durability of commits: `full` survives a power cut; `normal` survives a crash of the
+    /// process but may lose the last commits on power loss, and is faster on slow disks.
+    #[arg(long, env = "WHITEBEAT_SYNC", default_value = "full", global = true)]
+    sync: SyncMode,
+    /// Argon2id memory cost in KiB for password hashes (OWASP: 19456).
+    #[arg(long, env = "WHITEBEAT_ARGON2_MEMORY_KIB", default_value_t = 19_456, global = true)]
+    argon2_memory_kib: u32,
+    /// Argon2id iterations for password hashes (OWASP: 2).
+    #[arg(long, env = "WHITEBEAT_ARGON2_ITERATIONS", default_value_t = 2, global = true)]
+    argon2_iterations: u32,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (migrates the database first).
+    Serve(ServeArgs),
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Create an admin account (prompts on a terminal; see --noinput for scripts).
+    Createsuperuser(SuperuserArgs),
+    /// Add a user to the Admin group.
+    MakeAdmin { username: String },
+    /// Remove a user from the Admin group (the last admin cannot be removed).
+    RemoveAdmin { username: String },
+    /// Set a user's password (prompted twice, or one line on stdin) and end their sessions.
+    Changepassword { username: String },
+    /// Stop a user from logging in and end their sessions.
+    Deactivate { username: String },
+    /// Let a deactivated user log in again.
+    Activate { username: String },
+    /// Write a consistent copy of the database to a new file (safe while serving).
+    Backup { destination: PathBuf },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "WHITEBEAT_BIND", default_value = "127.0.0.1:8000")]
+    bind: std::net::SocketAddr,
+    /// Request worker threads (default: from the CPU count).
+    #[arg(long, env = "WHITEBEAT_THREADS")]
+    threads: Option<usize>,
+    /// Browser origins allowed to call the API with credentials, comma-separated.
+    #[arg(
+        long,
+        env = "WHITEBEAT_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://localhost:3000,http://127.0.0.1:3000"
+    )]
+    cors_origins: Vec<String>,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "WHITEBEAT_BODY_LIMIT", default_value_t = 65_536)]
+    body_limit: usize,
+    /// A session expires after this many days without use.
+    #[arg(long, env = "WHITEBEAT_SESSION_DAYS", default_value_t = 30)]
+    session_days: u64,
+    /// Mark the session cookie `Secure` (set this when served over HTTPS).
+    #[arg(long, env = "WHITEBEAT_COOKIE_SECURE")]
+    cookie_secure: bool,
+    /// Trust `X-Forwarded-For` for the client address (only behind your own reverse proxy).
+    #[arg(long, env = "WHITEBEAT_TRUST_PROXY")]
+    trust_proxy: bool,
+    /// Delete request-log entries older than this many days.
+    #[arg(long, env = "WHITEBEAT_LOG_RETENTION_DAYS", default_value_t = 30)]
+    log_retention_days: u32,
+    /// Serve the web UI from this directory instead of the embedded one.
+    #[arg(long, env = "WHITEBEAT_UI_DIR")]
+    ui_dir: Option<PathBuf>,
+    /// Failed logins allowed per account (and four times that per address) per 15 minutes.
+    #[arg(long, env = "WHITEBEAT_LOGIN_ATTEMPTS", default_value_t = 5)]
+    login_attempts: u32,
+    /// Open event streams allowed in all.
+    #[arg(long, env = "WHITEBEAT_MAX_STREAMS", default_value_t = 2000)]
+    max_streams: usize,
+    /// Open event streams allowed per user.
+    #[arg(long, env = "WHITEBEAT_MAX_STREAMS_PER_USER", default_value_t = 8)]
+    max_streams_per_user: usize,
+}
+
+#[derive(Args)]
+struct SuperuserArgs {
+    /// Do not prompt: take --username, --email and the password from
+    /// WHITEBEAT_SUPERUSER_PASSWORD.
+    #[arg(long)]
+    noinput: bool,
+    #[arg(long)]
+    username: Option<String>,
+    #[arg(long)]
+    email: Option<String>,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::new().filter_or("WHITEBEAT_LOG", "info"))
+        .format_target(false)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> CliResult {
+    let cost = Argon2Cost {
+        memory_kib: cli.argon2_memory_kib,
+        iterations: cli.argon2_iterations,
+    };
+    if cost.memory_kib < 8 || cost.iterations < 1 {
+        return Err("argon2 memory must be at least 8 KiB and iterations at least 1".into());
+    }
+    match cli.command {
+        Command::Serve(args) => serve(&cli.db, cli.sync, cost, args),
+        Command::Migrate => {
+            let version = cli::migrate(&cli.db, cli.sync)?;
+            println!("{}: schema at version {version}", cli.db.display());
+            Ok(())
+        }
+        Command::Createsuperuser(args) => {
+            let conn = cli::open_db(&cli.db, cli.sync)?;
+            let (username, email, password) = superuser_input(args)?;
+            let id = cli::create_superuser(&conn, cost, &username, &email, &password)?;
+            println!("Superuser `{username}` created (id {id}).");
+            Ok(())
+        }
+        Command::MakeAdmin { username } => {
+            cli::set_admin(&cli::open_db(&cli.db, cli.sync)?, &username, true)?;
+            println!("`{username}` is now an admin.");
+            Ok(())
+        }
+        Command::RemoveAdmin { username } => {
+            cli::set_admin(&cli::open_db(&cli.db, cli.sync)?, &username, false)?;
+            println!("`{username}` is no longer an admin.");
+            Ok(())
+        }
+        Command::Changepassword { username } => {
+            let conn = cli::open_db(&cli.db, cli.sync)?;
+            let password = new_password()?;
+            cli::change_password(&conn, cost, &username, &password)?;
+            println!("Password of `{username}` changed; their sessions were ended.");
+            Ok(())
+        }
+        Command::Deactivate { username } => {
+            cli::set_active(&cli::open_db(&cli.db, cli.sync)?, &username, false)?;
+            println!("`{username}` is deactivated; their sessions were ended.");
+            Ok(())
+        }
+        Command::Activate { username } => {
+            cli::set_active(&cli::open_db(&cli.db, cli.sync)?, &username, true)?;
+            println!("`{username}` is active.");
+            Ok(())
+        }
+        Command::Backup { destination } => {
+            cli::backup(&cli::open_db(&cli.db, cli.sync)?, &destination)?;
+            println!("Backup written to {}.", destination.display());
+            Ok(())
+        }
+    }
+}
+
+fn serve(db: &std::path::Path, sync: SyncMode, argon2: Argon2Cost, a: ServeArgs) -> CliResult {
+    // The database lives under a file-size limit on some hosts; a write past it must fail
+    // with an error (answered 503), not kill the process.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+    let mut config = Config::new(db);
+    config.bind = a.bind;
+    config.threads = a.threads.unwrap_or_else(default_threads);
+    config.cors_origins = a.cors_origins.into_iter().filter(|o| !o.is_empty()).collect();
+    config.body_limit = a.body_limit;
+    config.session_idle = Duration::from_secs(a.session_days.max(1) * 24 * 3600);
+    config.argon2 = argon2;
+    config.sync = sync;
+    config.cookie_secure = a.cookie_secure;
+    config.trust_proxy = a.trust_proxy;
+    config.log_retention_days = a.log_retention_days;
+    config.ui_dir = a.ui_dir;
+    config.login_attempts = a.login_attempts;
+    config.max_streams = a.max_streams;
+    config.max_streams_per_user = a.max_streams_per_user;
+    if let Some(dir) = &config.ui_dir {
+        if !dir.join("index.html").is_file() {
+            return Err(format!("--ui-dir {}: no index.html there", dir.display()));
+        }
+    }
+    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            return Err(format!("directory {} does not exist", parent.display()));
+        }
+    }
+    let handle = whitebeat::serve(config)?;
+    println!("White Beat listening on http://{}", handle.addr());
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    if let Some(sig) = signals.forever().next() {
+        log::info!("signal {sig} received: finishing in-flight requests");
+    }
+    handle.shutdown();
+    Ok(())
+}
+
+fn superuser_input(a: SuperuserArgs) -> CliResult<(String, String, String)> {
+    if a.noinput {
+        let username = a.username.ok_or("--noinput needs --username")?;
+        let email = a.email.unwrap_or_else(|| format!("{username}@whitebeat.com"));
+        let password = std::env::var("WHITEBEAT_SUPERUSER_PASSWORD")
+            .map_err(|_| "--noinput needs the password in WHITEBEAT_SUPERUSER_PASSWORD")?;
+        return Ok((username, email, password));
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err("not a terminal: use --noinput with --username, --email and \
+                    WHITEBEAT_SUPERUSER_PASSWORD"
+            .into());
+    }
+    let username = match a.username {
+        Some(u) => u,
+        None => prompt("Username: ")?,
+    };
+    let email = match a.email {
+        Some(e) => e,
+        None => {
+            let e = prompt(&format!("Email address [{username}@whitebeat.com]: "))?;
+            if e.is_empty() {
+                format!("{username}@whitebeat.com")
+            } else {
+                e
+            }
+        }
+    };
+    Ok((username, email, new_password()?))
+}
+
+fn prompt(label: &str) -> CliResult<String> {
+    eprint!("{label}");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read input: {e}"))?;
+    Ok(line.trim().to_string())
+}
+
+/// A password typed twice on a terminal, or one line from stdin in scripts.
+fn new_password() -> CliResult<String> {
+    if !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    let first = rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?;
+    let second = rpassword::prompt_password("Password (again): ").map_err(|e| e.to_string())?;
+    if first != second {
+        return Err("the passwords do not match".into());
+    }
+    Ok(first)
+}

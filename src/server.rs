@@ -1,0 +1,325 @@
+//! The HTTP server: a listener, a fixed pool of worker threads (each with its own database
+//! connection), the per-request pipeline (parse, CORS, body limit, route, catch panics,
+//! log), and graceful shutdown.
+
+use crate::app::{App, Ctx};
+use crate::assets;
+use crate::config::Config;
+use crate::db::{self, stats::LogEntry};
+use crate::error::Error;
+use crate::http::{Method, Request, Response};
+use crate::live::Hub;
+use crate::reqlog;
+use crate::router;
+use crate::writer::MessageWriter;
+use rusqlite::Connection;
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A running server. Dropping it (or calling `shutdown`) stops it gracefully.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    app: Option<Arc<App>>,
+    http: Arc<tiny_http::Server>,
+    stopping: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// Migrates the database, binds, and starts the workers. Returns once the server accepts
+/// connections.
+pub fn serve(config: Config) -> Result<ServerHandle, String> {
+    let mut conn = db::open(&config.db_path, config.sync)?;
+    db::migrate(&mut conn)?;
+    drop(conn);
+
+    let listener = bind(config.bind)?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let http = tiny_http::Server::from_listener(listener, None)
+        .map_err(|e| format!("cannot start the HTTP server: {e}"))?;
+    let http = Arc::new(http);
+
+    let hub = Arc::new(Hub::new(config.max_streams, config.max_streams_per_user));
+    let (log, log_thread) = reqlog::start(&config, hub.clone())?;
+    let (writer, writer_thread) = MessageWriter::start(&config, hub.clone())?;
+    let threads = config.threads.max(1);
+    let app = Arc::new(App::new(config, log, hub, writer));
+    let stopping = Arc::new(AtomicBool::new(false));
+
+    let mut workers = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let conn = db::open(&app.config.db_path, app.config.sync)?;
+        let (app, http, stopping) = (app.clone(), http.clone(), stopping.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || worker(&app, &conn, &http, &stopping))
+            .map_err(|e| format!("cannot start worker thread: {e}"))?;
+        workers.push(handle);
+    }
+    log::info!("listening on http://{addr} with {threads} workers");
+    Ok(ServerHandle {
+        addr,
+        app: Some(app),
+        http,
+        stopping,
+        workers,
+        background: vec![log_thread, writer_thread],
+    })
+}
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(|e| format!("cannot create a socket: {e}"))?;
+    // Lets a restarted server bind at once although old connections linger in TIME_WAIT.
+    socket
+        .set_reuse_address(true)
+        .map_err(|e| format!("cannot set SO_REUSEADDR: {e}"))?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    socket
+        .listen(1024)
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    Ok(socket.into())
+}
+
+impl ServerHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn app(&self) -> &App {
+        self.app.as_ref().expect("app lives until shutdown")
+    }
+
+    /// Stops accepting, lets in-flight requests finish, flushes the request log and closes
+    /// the database.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if self.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Each unblock wakes one waiting worker; keep waking until all have left.
+        while self.workers.iter().any(|w| !w.is_finished()) {
+            for _ in 0..self.workers.len() {
+                self.http.unblock();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        if let Some(app) = self.app.take() {
+            app.hub.close_all();
+            drop(app); // closes the log and message channels: their threads flush and exit
+        }
+        for t in self.background.drain(..) {
+            let _ = t.join();
+        }
+        log::info!("server stopped");
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn worker(app: &App, conn: &Connection, http: &tiny_http::Server, stopping: &AtomicBool) {
+    while !stopping.load(Ordering::SeqCst) {
+        match http.recv() {
+            Ok(rq) => handle(app, conn, rq),
+            Err(e) => {
+                if !stopping.load(Ordering::SeqCst) {
+                    log::debug!("recv: {e}");
+                }
+            }
+        }
+    }
+}
+
+fn header_pairs(rq: &tiny_http::Request) -> Vec<(String, String)> {
+    rq.headers()
+        .iter()
+        .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
+        .collect()
+}
+
+fn client_ip(config: &Config, peer: Option<&SocketAddr>, headers: &[(String, String)]) -> IpAddr {
+    let peer_ip = peer.map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    if !config.trust_proxy {
+        return peer_ip;
+    }
+    // The proxy appends the address it saw last; that is the only entry it vouches for.
+    headers
+        .iter()
+        .find(|(k, _)| k == "x-forwarded-for")
+        .and_then(|(_, v)| v.rsplit(',').next())
+        .and_then(|ip| ip.trim().parse().ok())
+        .unwrap_or(peer_ip)
+}
+
+fn read_body(rq: &mut tiny_http::Request, limit: usize) -> Result<Vec<u8>, Error> {
+    if rq.body_length().is_some_and(|len| len > limit) {
+        return Err(Error::PayloadTooLarge(limit));
+    }
+    let mut body = Vec::new();
+    rq.as_reader()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|_| Error::bad_request("Could not read the request body"))?;
+    if body.len() > limit {
+        return Err(Error::PayloadTooLarge(limit));
+    }
+    Ok(body)
+}
+
+/// CORS headers for an allowed `Origin` (never `*`: credentials are allowed).
+pub fn cors_headers(config: &Config, req: &Request) -> Vec<(String, String)> {
+    match req.header("origin") {
+        Some(origin) if config.cors_origins.iter().any(|o| o == origin) => vec![
+            ("Access-Control-Allow-Origin".into(), origin.to_string()),
+            ("Access-Control-Allow-Credentials".into(), "true".into()),
+            ("Vary".into(), "Origin".into()),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+fn preflight(config: &Config, req: &Request) -> Response {
+    let Some(route) = router::find(&req.path) else {
+        return Response::error(&Error::not_found("Not found"));
+    };
+    let mut resp = Response::new(204).with_header("Allow", &router::allowed(route).join(", "));
+    let cors = cors_headers(config, req);
+    if !cors.is_empty() {
+        resp.headers.extend(cors);
+        resp = resp
+            .with_header("Access-Control-Allow-Methods", &router::allowed(route).join(", "))
+            .with_header("Access-Control-Allow-Headers", "Content-Type, Authorization, Last-Event-ID")
+            .with_header("Access-Control-Max-Age", "600");
+    }
+    resp
+}
+
+/// The whole life of one request.
+fn handle(app: &App, conn: &Connection, mut rq: tiny_http::Request) {
+    let started = Instant::now();
+    let method = Method::parse(rq.method().as_str());
+    let headers = header_pairs(&rq);
+    let ip = client_ip(&app.config, rq.remote_addr(), &headers);
+    let target = rq.url().to_string();
+
+    let parsed = Request::parse_target(&target);
+    let is_api = match &parsed {
+        Ok((path, _)) => path == "/api" || path.starts_with("/api/"),
+        Err(_) => target.starts_with("/api"),
+    };
+    let mut req = Request {
+        method,
+        path: String::new(),
+        query: Vec::new(),
+        headers,
+        body: Vec::new(),
+        client_ip: ip,
+    };
+    let ctx = Ctx::new(app, conn);
+    let mut resp = match parsed {
+        Err(e) => Response::error(&e),
+        Ok((path, query)) => {
+            req.path = path;
+            req.query = query;
+            if !is_api {
+                let if_none_match = req.header("if-none-match");
+                assets::serve(method, &req.path, if_none_match, app.config.ui_dir.as_deref())
+            } else if method == Method::Options {
+                preflight(&app.config, &req)
+            } else {
+                match read_body(&mut rq, app.config.body_limit) {
+                    Err(e) => Response::error(&e),
+                    Ok(body) => {
+                        req.body = body;
+                        run_handler(&ctx, &req)
+                    }
+                }
+            }
+        }
+    };
+    resp.headers.push(("X-Content-Type-Options".into(), "nosniff".into()));
+    if is_api {
+        resp.headers.extend(cors_headers(&app.config, &req));
+        if resp.header("Cache-Control").is_none() {
+            resp.headers.push(("Cache-Control".into(), "no-store".into()));
+        }
+        let who = ctx.identity();
+        app.log.send(LogEntry {
+            created_at: db::now_us(),
+            method: method.as_str().to_string(),
+            endpoint: truncate(router::normalize(if req.path.is_empty() { &target } else { &req.path }), 200),
+            status: resp.status,
+            duration_us: started.elapsed().as_micros() as i64,
+            user_id: who.as_ref().map(|i| i.user_id),
+            username: who.map(|i| i.username),
+            ip_address: ip.to_string(),
+            user_agent: truncate(req.header("user-agent").unwrap_or(""), 300),
+        });
+    }
+    respond(rq, resp);
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}
+
+/// Runs the handler; a panic becomes a `500` and the worker lives on.
+fn run_handler(ctx: &Ctx, req: &Request) -> Response {
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| router::dispatch(ctx, req)));
+    let result = outcome.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(Error::internal(format!("handler panicked: {what}")))
+    });
+    match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            if e.status() >= 500 {
+                log::error!("{} {}: {e}", req.method.as_str(), req.path);
+            }
+            Response::error(&e)
+        }
+    }
+}
+
+fn respond(rq: tiny_http::Request, mut resp: Response) {
+    if let Some(takeover) = resp.takeover.take() {
+        takeover(rq.into_writer());
+        return;
+    }
+    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
+    for (name, value) in &resp.headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            out.add_header(h);
+        }
+    }
+    if let Err(e) = rq.respond(out) {
+        log::debug!("client went away before the response was written: {e}");
+    }
+}
