@@ -59,7 +59,12 @@ fn content_type(path: &str) -> String {
 }
 
 /// Serves a UI request (`GET`/`HEAD` of a non-API path).
-pub fn serve(method: Method, path: &str, if_none_match: Option<&str>, ui_dir: Option<&Path>) -> Response {
+pub fn serve(
+    method: Method,
+    path: &str,
+    if_none_match: Option<&str>,
+    ui_dir: Option<&Path>,
+) -> Response {
     if !matches!(method, Method::Get | Method::Head) {
         return security_headers(
             Response::new(405)
@@ -80,7 +85,10 @@ pub fn serve(method: Method, path: &str, if_none_match: Option<&str>, ui_dir: Op
         );
     };
     let etag = match ui_dir {
-        None => etags().get(name.as_str()).cloned().unwrap_or_else(|| etag_of(&bytes)),
+        None => etags()
+            .get(name.as_str())
+            .cloned()
+            .unwrap_or_else(|| etag_of(&bytes)),
         Some(_) => etag_of(&bytes),
     };
     let base = Response::new(200)
@@ -88,9 +96,16 @@ pub fn serve(method: Method, path: &str, if_none_match: Option<&str>, ui_dir: Op
         // Revalidate every time: the ETag makes that a cheap 304.
         .with_header("Cache-Control", "no-cache");
     if if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
-        return security_headers(Response { status: 304, ..base });
+        return security_headers(Response {
+            status: 304,
+            ..base
+        });
     }
-    let body = if method == Method::Head { Vec::new() } else { bytes };
+    let body = if method == Method::Head {
+        Vec::new()
+    } else {
+        bytes
+    };
     security_headers(
         base.with_header("Content-Type", &content_type(&name))
             .with_body(body),
@@ -109,12 +124,16 @@ fn embedded(path: &str) -> (String, Option<Vec<u8>>) {
             return (rel.to_string(), None);
         }
     }
-    let index = EMBEDDED.get_file("index.html").map(|f| f.contents().to_vec());
+    let index = EMBEDDED
+        .get_file("index.html")
+        .map(|f| f.contents().to_vec());
     ("index.html".into(), index)
 }
 
 fn looks_like_file(rel: &str) -> bool {
-    rel.rsplit('/').next().is_some_and(|last| last.contains('.'))
+    rel.rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains('.'))
 }
 
 /// A file under `dir`, only if its canonical path stays inside `dir`.

@@ -294,7 +294,13 @@ mod tests {
 
     #[test]
     fn hasher_verifies_and_refuses_unknown_users() {
-        let h = PasswordHasher::new(Argon2Cost { memory_kib: 64, iterations: 1 }, 1);
+        let h = PasswordHasher::new(
+            Argon2Cost {
+                memory_kib: 64,
+                iterations: 1,
+            },
+            1,
+        );
         let stored = h.hash("correct horse").unwrap();
         assert!(stored.starts_with("$argon2id$"));
         assert!(h.verify(Some(&stored), "correct horse"));

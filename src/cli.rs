@@ -98,7 +98,10 @@ pub fn set_active(conn: &Connection, username: &str, active: bool) -> CliResult 
 /// A consistent copy of the live database (safe while the server runs).
 pub fn backup(conn: &Connection, dest: &Path) -> CliResult {
     if dest.exists() {
-        return Err(format!("{} already exists; choose a new file", dest.display()));
+        return Err(format!(
+            "{} already exists; choose a new file",
+            dest.display()
+        ));
     }
     let dest_str = dest
         .to_str()

@@ -111,7 +111,9 @@ impl From<rusqlite::Error> for Error {
             // should retry later; the server itself is not broken.
             Some(ErrorCode::SystemIoFailure) => {
                 log::error!("storage: {e}");
-                Error::Unavailable("The server could not write to its storage; try again later".into())
+                Error::Unavailable(
+                    "The server could not write to its storage; try again later".into(),
+                )
             }
             _ => Error::Internal(format!("database: {e}")),
         }

@@ -75,8 +75,14 @@ impl Request {
         }
         let mut query = Vec::new();
         for (k, v) in form_urlencoded::parse(raw_query.as_bytes()) {
-            if k.contains('\0') || v.contains('\0') || k.contains('\u{FFFD}') || v.contains('\u{FFFD}') {
-                return Err(Error::bad_request("The query string is not valid UTF-8 text"));
+            if k.contains('\0')
+                || v.contains('\0')
+                || k.contains('\u{FFFD}')
+                || v.contains('\u{FFFD}')
+            {
+                return Err(Error::bad_request(
+                    "The query string is not valid UTF-8 text",
+                ));
             }
             query.push((k.into_owned(), v.into_owned()));
         }

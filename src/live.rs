@@ -71,7 +71,10 @@ impl Hub {
 
     /// Whether the user has at least one open stream.
     pub fn is_connected(&self, user_id: i64) -> bool {
-        self.lock().streams.get(&user_id).is_some_and(|s| !s.is_empty())
+        self.lock()
+            .streams
+            .get(&user_id)
+            .is_some_and(|s| !s.is_empty())
     }
 
     pub fn open_streams(&self) -> usize {
@@ -116,7 +119,13 @@ impl Hub {
     }
 
     /// Sends a typing event unless the user sent one very recently. Returns whether it went.
-    pub fn publish_typing(&self, conversation_id: i64, user_id: i64, username: &str, to: i64) -> bool {
+    pub fn publish_typing(
+        &self,
+        conversation_id: i64,
+        user_id: i64,
+        username: &str,
+        to: i64,
+    ) -> bool {
         let mut inner = self.lock();
         let now = Instant::now();
         if inner
@@ -128,14 +137,26 @@ impl Hub {
         }
         inner.last_typing.insert(user_id, now);
         if inner.last_typing.len() > 10_000 {
-            inner.last_typing.retain(|_, t| now.duration_since(*t) < TYPING_EVERY);
+            inner
+                .last_typing
+                .retain(|_, t| now.duration_since(*t) < TYPING_EVERY);
         }
         let data = json!({"conversation_id": conversation_id, "username": username});
-        Self::send_to(&mut inner, to, &Event::Other("typing", data.to_string().into()));
+        Self::send_to(
+            &mut inner,
+            to,
+            &Event::Other("typing", data.to_string().into()),
+        );
         true
     }
 
-    fn publish_presence(inner: &mut Inner, user_id: i64, username: &str, online: bool, contacts: &[i64]) {
+    fn publish_presence(
+        inner: &mut Inner,
+        user_id: i64,
+        username: &str,
+        online: bool,
+        contacts: &[i64],
+    ) {
         let data = json!({"user_id": user_id, "username": username, "is_online": online});
         let event = Event::Other("presence", data.to_string().into());
         for &c in contacts {
@@ -152,7 +173,9 @@ impl Hub {
     ) -> Result<(u64, Receiver<Event>)> {
         let mut inner = self.lock();
         if inner.total >= self.max_total {
-            return Err(Error::Unavailable("Too many open event streams on this server".into()));
+            return Err(Error::Unavailable(
+                "Too many open event streams on this server".into(),
+            ));
         }
         let mine = inner.streams.get(&user_id).map_or(0, Vec::len);
         if mine >= self.max_per_user {
@@ -238,7 +261,10 @@ impl Hub {
 /// id is replayed from the database first. `503` beyond the stream caps.
 pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = ctx.require_user(req)?;
-    let last_id = match req.header("last-event-id").or_else(|| req.query("last_event_id")) {
+    let last_id = match req
+        .header("last-event-id")
+        .or_else(|| req.query("last_event_id"))
+    {
         None => None,
         Some(v) => Some(
             v.trim()
@@ -255,7 +281,8 @@ pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
         None => db::chat::max_message_id(ctx.db)?,
     };
     let hub = ctx.app.hub.clone();
-    let (stream_id, rx) = hub.register(me.user_id, &me.username, me.token_hash.clone(), contacts)?;
+    let (stream_id, rx) =
+        hub.register(me.user_id, &me.username, me.token_hash.clone(), contacts)?;
     let mut backlog = Vec::new();
     let mut after = start;
     loop {
@@ -325,7 +352,10 @@ fn run_stream(
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n: connected\nretry: 2000\n\n");
-    if w.write_all(head.as_bytes()).and_then(|_| w.flush()).is_err() {
+    if w.write_all(head.as_bytes())
+        .and_then(|_| w.flush())
+        .is_err()
+    {
         return;
     }
     let mut deliver = |w: &mut Box<dyn Write + Send>, ev: Event| -> std::io::Result<()> {
@@ -353,7 +383,10 @@ fn run_stream(
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
-                if w.write_all(b": heartbeat\n\n").and_then(|_| w.flush()).is_err() {
+                if w.write_all(b": heartbeat\n\n")
+                    .and_then(|_| w.flush())
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -389,10 +422,16 @@ pub fn typing(ctx: &Ctx, req: &Request) -> Result<Response> {
                 .ok_or_else(|| Error::not_found("Conversation not found"))?;
             (cid, other)
         }
-        _ => return Err(Error::bad_request("conversation_id or other_username is required")),
+        _ => {
+            return Err(Error::bad_request(
+                "conversation_id or other_username is required",
+            ))
+        }
     };
     if other != me.user_id {
-        ctx.app.hub.publish_typing(conversation_id, me.user_id, &me.username, other);
+        ctx.app
+            .hub
+            .publish_typing(conversation_id, me.user_id, &me.username, other);
     }
     Ok(Response::new(204))
 }

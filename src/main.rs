@@ -10,20 +10,39 @@ use whitebeat::cli::{self, CliResult};
 use whitebeat::config::{default_threads, Argon2Cost, Config, SyncMode};
 
 #[derive(Parser)]
-#[command(name = "whitebeat", version, about = "White Beat: a self-hosted chat server in one executable")]
+#[command(
+    name = "whitebeat",
+    version,
+    about = "White Beat: a self-hosted chat server in one executable"
+)]
 struct Cli {
     /// SQLite database file (created if missing).
-    #[arg(long, env = "WHITEBEAT_DB", default_value = "whitebeat.sqlite3", global = true)]
+    #[arg(
+        long,
+        env = "WHITEBEAT_DB",
+        default_value = "whitebeat.sqlite3",
+        global = true
+    )]
     db: PathBuf,
     /// Durability of commits: `full` survives a power cut; `normal` survives a crash of the
     /// process but may lose the last commits on power loss, and is faster on slow disks.
     #[arg(long, env = "WHITEBEAT_SYNC", default_value = "full", global = true)]
     sync: SyncMode,
     /// Argon2id memory cost in KiB for password hashes (OWASP: 19456).
-    #[arg(long, env = "WHITEBEAT_ARGON2_MEMORY_KIB", default_value_t = 19_456, global = true)]
+    #[arg(
+        long,
+        env = "WHITEBEAT_ARGON2_MEMORY_KIB",
+        default_value_t = 19_456,
+        global = true
+    )]
     argon2_memory_kib: u32,
     /// Argon2id iterations for password hashes (OWASP: 2).
-    #[arg(long, env = "WHITEBEAT_ARGON2_ITERATIONS", default_value_t = 2, global = true)]
+    #[arg(
+        long,
+        env = "WHITEBEAT_ARGON2_ITERATIONS",
+        default_value_t = 2,
+        global = true
+    )]
     argon2_iterations: u32,
     #[command(subcommand)]
     command: Command,
@@ -189,7 +208,11 @@ fn serve(db: &std::path::Path, sync: SyncMode, argon2: Argon2Cost, a: ServeArgs)
     let mut config = Config::new(db);
     config.bind = a.bind;
     config.threads = a.threads.unwrap_or_else(default_threads);
-    config.cors_origins = a.cors_origins.into_iter().filter(|o| !o.is_empty()).collect();
+    config.cors_origins = a
+        .cors_origins
+        .into_iter()
+        .filter(|o| !o.is_empty())
+        .collect();
     config.body_limit = a.body_limit;
     config.session_idle = Duration::from_secs(a.session_days.max(1) * 24 * 3600);
     config.argon2 = argon2;
@@ -228,15 +251,19 @@ fn serve(db: &std::path::Path, sync: SyncMode, argon2: Argon2Cost, a: ServeArgs)
 fn superuser_input(a: SuperuserArgs) -> CliResult<(String, String, String)> {
     if a.noinput {
         let username = a.username.ok_or("--noinput needs --username")?;
-        let email = a.email.unwrap_or_else(|| format!("{username}@whitebeat.com"));
+        let email = a
+            .email
+            .unwrap_or_else(|| format!("{username}@whitebeat.com"));
         let password = std::env::var("WHITEBEAT_SUPERUSER_PASSWORD")
             .map_err(|_| "--noinput needs the password in WHITEBEAT_SUPERUSER_PASSWORD")?;
         return Ok((username, email, password));
     }
     if !std::io::stdin().is_terminal() {
-        return Err("not a terminal: use --noinput with --username, --email and \
+        return Err(
+            "not a terminal: use --noinput with --username, --email and \
                     WHITEBEAT_SUPERUSER_PASSWORD"
-            .into());
+                .into(),
+        );
     }
     let username = match a.username {
         Some(u) => u,

@@ -98,7 +98,9 @@ pub fn housekeeping(conn: &rusqlite::Connection, retention_days: u32) {
     let now = db::now_us();
     let cutoff = now - i64::from(retention_days) * crate::time::DAY_US;
     match db::stats::prune_log(conn, cutoff) {
-        Ok(n) if n > 0 => log::info!("request log: pruned {n} entries older than {retention_days} days"),
+        Ok(n) if n > 0 => {
+            log::info!("request log: pruned {n} entries older than {retention_days} days")
+        }
         Ok(_) => {}
         Err(e) => log::error!("request log: pruning failed: {e}"),
     }

@@ -18,22 +18,70 @@ pub struct Route {
 use Method::{Get, Post};
 
 pub static ROUTES: &[Route] = &[
-    Route { path: "/api/signup", methods: &[(Post, api::auth::signup)] },
-    Route { path: "/api/login", methods: &[(Post, api::auth::login)] },
-    Route { path: "/api/logout", methods: &[(Post, api::auth::logout)] },
-    Route { path: "/api/verify-admin", methods: &[(Post, api::auth::verify_admin)] },
-    Route { path: "/api/make-admin", methods: &[(Post, api::auth::make_admin)] },
-    Route { path: "/api/remove-admin", methods: &[(Post, api::auth::remove_admin)] },
-    Route { path: "/api/users", methods: &[(Get, api::users::users)] },
-    Route { path: "/api/conversations", methods: &[(Get, api::messages::conversations)] },
-    Route { path: "/api/messages", methods: &[(Get, api::messages::messages)] },
-    Route { path: "/api/send-message", methods: &[(Post, api::messages::send_message)] },
-    Route { path: "/api/mark-as-read", methods: &[(Post, api::messages::mark_as_read)] },
-    Route { path: "/api/admin/stats", methods: &[(Get, api::admin::stats)] },
-    Route { path: "/api/health", methods: &[(Get, api::health::health)] },
-    Route { path: "/api/events", methods: &[(Get, live::events)] },
-    Route { path: "/api/typing", methods: &[(Post, live::typing)] },
-    Route { path: "/api/openapi.json", methods: &[(Get, api::openapi::openapi)] },
+    Route {
+        path: "/api/signup",
+        methods: &[(Post, api::auth::signup)],
+    },
+    Route {
+        path: "/api/login",
+        methods: &[(Post, api::auth::login)],
+    },
+    Route {
+        path: "/api/logout",
+        methods: &[(Post, api::auth::logout)],
+    },
+    Route {
+        path: "/api/verify-admin",
+        methods: &[(Post, api::auth::verify_admin)],
+    },
+    Route {
+        path: "/api/make-admin",
+        methods: &[(Post, api::auth::make_admin)],
+    },
+    Route {
+        path: "/api/remove-admin",
+        methods: &[(Post, api::auth::remove_admin)],
+    },
+    Route {
+        path: "/api/users",
+        methods: &[(Get, api::users::users)],
+    },
+    Route {
+        path: "/api/conversations",
+        methods: &[(Get, api::messages::conversations)],
+    },
+    Route {
+        path: "/api/messages",
+        methods: &[(Get, api::messages::messages)],
+    },
+    Route {
+        path: "/api/send-message",
+        methods: &[(Post, api::messages::send_message)],
+    },
+    Route {
+        path: "/api/mark-as-read",
+        methods: &[(Post, api::messages::mark_as_read)],
+    },
+    Route {
+        path: "/api/admin/stats",
+        methods: &[(Get, api::admin::stats)],
+    },
+    Route {
+        path: "/api/health",
+        methods: &[(Get, api::health::health)],
+    },
+    Route {
+        path: "/api/events",
+        methods: &[(Get, live::events)],
+    },
+    Route {
+        path: "/api/typing",
+        methods: &[(Post, live::typing)],
+    },
+    Route {
+        path: "/api/openapi.json",
+        methods: &[(Get, api::openapi::openapi)],
+    },
 ];
 
 /// `/api/login/` and `/api/login` are the same route.

@@ -42,7 +42,7 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
-    let http = tiny_http::Server::from_listener(listener, None)
+    let http = tiny_http::Server::from_listener_with_limits(listener, None, limits(&config))
         .map_err(|e| format!("cannot start the HTTP server: {e}"))?;
     let http = Arc::new(http);
 
@@ -72,6 +72,22 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
         workers,
         background: vec![log_thread, writer_thread],
     })
+}
+
+/// The accept-side protections (see vendor/tiny_http/PATCHES.md): idle and slow
+/// connections are closed, bodies within the limit are read before a worker sees the
+/// request, and the number of open connections is capped.
+fn limits(config: &Config) -> tiny_http::Limits {
+    tiny_http::Limits {
+        read_timeout: Some(config.request_timeout),
+        write_timeout: Some(config.request_timeout * 3),
+        request_timeout: config.request_timeout,
+        max_connections: config.max_connections,
+        max_request_line: 16 * 1024,
+        max_headers: 100,
+        max_header_bytes: 64 * 1024,
+        prebuffer_body: config.body_limit,
+    }
 }
 
 fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
@@ -153,12 +169,19 @@ fn worker(app: &App, conn: &Connection, http: &tiny_http::Server, stopping: &Ato
 fn header_pairs(rq: &tiny_http::Request) -> Vec<(String, String)> {
     rq.headers()
         .iter()
-        .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
+        .map(|h| {
+            (
+                h.field.as_str().as_str().to_ascii_lowercase(),
+                h.value.as_str().to_string(),
+            )
+        })
         .collect()
 }
 
 fn client_ip(config: &Config, peer: Option<&SocketAddr>, headers: &[(String, String)]) -> IpAddr {
-    let peer_ip = peer.map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let peer_ip = peer
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     if !config.trust_proxy {
         return peer_ip;
     }
@@ -207,8 +230,14 @@ fn preflight(config: &Config, req: &Request) -> Response {
     if !cors.is_empty() {
         resp.headers.extend(cors);
         resp = resp
-            .with_header("Access-Control-Allow-Methods", &router::allowed(route).join(", "))
-            .with_header("Access-Control-Allow-Headers", "Content-Type, Authorization, Last-Event-ID")
+            .with_header(
+                "Access-Control-Allow-Methods",
+                &router::allowed(route).join(", "),
+            )
+            .with_header(
+                "Access-Control-Allow-Headers",
+                "Content-Type, Authorization, Last-Event-ID",
+            )
             .with_header("Access-Control-Max-Age", "600");
     }
     resp
@@ -243,7 +272,12 @@ fn handle(app: &App, conn: &Connection, mut rq: tiny_http::Request) {
             req.query = query;
             if !is_api {
                 let if_none_match = req.header("if-none-match");
-                assets::serve(method, &req.path, if_none_match, app.config.ui_dir.as_deref())
+                assets::serve(
+                    method,
+                    &req.path,
+                    if_none_match,
+                    app.config.ui_dir.as_deref(),
+                )
             } else if method == Method::Options {
                 preflight(&app.config, &req)
             } else {
@@ -257,17 +291,26 @@ fn handle(app: &App, conn: &Connection, mut rq: tiny_http::Request) {
             }
         }
     };
-    resp.headers.push(("X-Content-Type-Options".into(), "nosniff".into()));
+    resp.headers
+        .push(("X-Content-Type-Options".into(), "nosniff".into()));
     if is_api {
         resp.headers.extend(cors_headers(&app.config, &req));
         if resp.header("Cache-Control").is_none() {
-            resp.headers.push(("Cache-Control".into(), "no-store".into()));
+            resp.headers
+                .push(("Cache-Control".into(), "no-store".into()));
         }
         let who = ctx.identity();
         app.log.send(LogEntry {
             created_at: db::now_us(),
             method: method.as_str().to_string(),
-            endpoint: truncate(router::normalize(if req.path.is_empty() { &target } else { &req.path }), 200),
+            endpoint: truncate(
+                router::normalize(if req.path.is_empty() {
+                    &target
+                } else {
+                    &req.path
+                }),
+                200,
+            ),
             status: resp.status,
             duration_us: started.elapsed().as_micros() as i64,
             user_id: who.as_ref().map(|i| i.user_id),

@@ -6,8 +6,8 @@
 
 use crate::config::Config;
 use crate::db::{self, chat::MessageRow, chat::NewMessage, chat::SentMessage};
-use crate::live::Hub;
 use crate::error::{Error, Result};
+use crate::live::Hub;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use rusqlite::Connection;
 use std::sync::Arc;

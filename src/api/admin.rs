@@ -18,7 +18,9 @@ pub fn stats(ctx: &Ctx, req: &Request) -> Result<Response> {
     let recent_users: Vec<_> = db::users::recent(ctx.db, 10)?
         .into_iter()
         .map(|u| {
-            let full = format!("{} {}", u.first_name, u.last_name).trim().to_string();
+            let full = format!("{} {}", u.first_name, u.last_name)
+                .trim()
+                .to_string();
             json!({
                 "id": u.id,
                 "name": if full.is_empty() { u.username.clone() } else { full },

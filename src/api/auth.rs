@@ -136,7 +136,11 @@ pub fn login(ctx: &Ctx, req: &Request) -> Result<Response> {
     if user.is_admin {
         body["is_staff"] = json!(true);
     }
-    let secure = if ctx.app.config.cookie_secure { "; Secure" } else { "" };
+    let secure = if ctx.app.config.cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!(
         "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{secure}",
         idle.as_secs()
@@ -157,7 +161,11 @@ pub fn logout(ctx: &Ctx, req: &Request) -> Result<Response> {
     check_identity_field(&me, body.username.as_deref())?;
     db::sessions::delete(ctx.db, &me.token_hash)?;
     ctx.app.hub.close_session(&me.token_hash);
-    let secure = if ctx.app.config.cookie_secure { "; Secure" } else { "" };
+    let secure = if ctx.app.config.cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{secure}");
     Ok(Response::json(200, &json!({"success": true}))?.with_header("Set-Cookie", &cookie))
 }
@@ -167,7 +175,10 @@ pub fn logout(ctx: &Ctx, req: &Request) -> Result<Response> {
 pub fn verify_admin(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = ctx.require_user(req)?;
     let body: IdentityBody = req.json_or_default()?;
-    let name = body.username.filter(|n| !n.is_empty()).unwrap_or(me.username.clone());
+    let name = body
+        .username
+        .filter(|n| !n.is_empty())
+        .unwrap_or(me.username.clone());
     if name != me.username && !me.is_admin {
         return Err(Error::forbidden("You can only check your own admin status"));
     }

@@ -83,7 +83,9 @@ pub fn messages(ctx: &Ctx, req: &Request) -> Result<Response> {
     }
     let before_id = req.query_int("before_id")?;
     if before_id.is_some_and(|b| b < 1) {
-        return Err(Error::bad_request("`before_id` must be a positive message id"));
+        return Err(Error::bad_request(
+            "`before_id` must be a positive message id",
+        ));
     }
     let other_id = db::users::find_id(ctx.db, other_name)?
         .ok_or_else(|| Error::not_found("User not found"))?;
@@ -99,7 +101,9 @@ pub fn messages(ctx: &Ctx, req: &Request) -> Result<Response> {
     let (rows, has_more, marked, up_to) =
         db::chat::read_page_and_mark(ctx.db, conversation_id, me.user_id, before_id, limit)?;
     if let (true, Some(up_to)) = (marked > 0, up_to) {
-        ctx.app.hub.publish_read(conversation_id, me.user_id, other_id, up_to);
+        ctx.app
+            .hub
+            .publish_read(conversation_id, me.user_id, other_id, up_to);
     }
     let list: Vec<Value> = rows.iter().map(|m| message_json(m, me.user_id)).collect();
     Response::json(
@@ -211,7 +215,9 @@ pub fn mark_as_read(ctx: &Ctx, req: &Request) -> Result<Response> {
     let (marked, up_to) = db::chat::mark_read(&tx, conversation_id, me.user_id)?;
     tx.commit()?;
     if let (true, Some(up_to)) = (marked > 0, up_to) {
-        ctx.app.hub.publish_read(conversation_id, me.user_id, other, up_to);
+        ctx.app
+            .hub
+            .publish_read(conversation_id, me.user_id, other, up_to);
     }
     Response::json(200, &json!({"success": true, "marked_read": marked}))
 }

@@ -67,8 +67,7 @@ pub fn get_or_create_conversation(
          VALUES (?1, ?2, ?3, ?3) ON CONFLICT (user1_id, user2_id) DO NOTHING",
     )?
     .execute([u1, u2, now])?;
-    conversation_between(conn, a, b)
-        .map(|id| id.expect("conversation exists after insert"))
+    conversation_between(conn, a, b).map(|id| id.expect("conversation exists after insert"))
 }
 
 /// The two members of a conversation, if it exists.
@@ -165,7 +164,11 @@ pub fn page(
     Ok((rows, has_more))
 }
 
-pub fn has_unread(conn: &Connection, conversation_id: i64, reader_id: i64) -> rusqlite::Result<bool> {
+pub fn has_unread(
+    conn: &Connection,
+    conversation_id: i64,
+    reader_id: i64,
+) -> rusqlite::Result<bool> {
     conn.prepare_cached(
         "SELECT EXISTS(SELECT 1 FROM messages
                        WHERE receiver_id = ?2 AND conversation_id = ?1 AND is_read = 0)",

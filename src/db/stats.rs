@@ -117,9 +117,8 @@ pub fn api_usage(conn: &Connection, now: i64, hours: i64) -> rusqlite::Result<Ve
     let current = now.div_euclid(HOUR_US);
     let first = current - hours + 1;
     let mut out = vec![0; hours as usize];
-    let mut stmt = conn.prepare_cached(
-        "SELECT hour, calls FROM hourly_api_calls WHERE hour BETWEEN ?1 AND ?2",
-    )?;
+    let mut stmt = conn
+        .prepare_cached("SELECT hour, calls FROM hourly_api_calls WHERE hour BETWEEN ?1 AND ?2")?;
     let mut rows = stmt.query([first, current])?;
     while let Some(r) = rows.next()? {
         let hour: i64 = r.get(0)?;
