@@ -23,7 +23,7 @@ pub struct App {
 
 impl App {
     pub fn new(config: Config, log: LogSender, hub: Arc<Hub>, writer: MessageWriter) -> App {
-        // Half the cores for Argon2 at most: logins queue, chat keeps a core.
+        // As many hashes at once as there are password workers (see server.rs).
         let permits = (num_cpus::get() / 2).max(1);
         App {
             hasher: PasswordHasher::new(config.argon2, permits),

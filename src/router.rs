@@ -84,6 +84,21 @@ pub static ROUTES: &[Route] = &[
     },
 ];
 
+/// Routes that may run Argon2 (tens of milliseconds of CPU and 19 MiB each). They are served
+/// by a small pool of their own so a storm of logins cannot take every worker from chat.
+const PASSWORD_ROUTES: &[&str] = &[
+    "/api/login",
+    "/api/signup",
+    "/api/make-admin",
+    "/api/remove-admin",
+];
+
+/// Whether a request target (path and query) goes to the password pool.
+pub fn uses_password_pool(target: &str) -> bool {
+    let path = target.split('?').next().unwrap_or(target);
+    PASSWORD_ROUTES.contains(&normalize(path))
+}
+
 /// `/api/login/` and `/api/login` are the same route.
 pub fn normalize(path: &str) -> &str {
     if path.len() > 1 {

@@ -12,6 +12,7 @@ use crate::live::Hub;
 use crate::reqlog;
 use crate::router;
 use crate::writer::MessageWriter;
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use rusqlite::Connection;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
@@ -28,8 +29,13 @@ pub struct ServerHandle {
     http: Arc<tiny_http::Server>,
     stopping: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
+    password_queue: Option<Sender<tiny_http::Request>>,
+    password_workers: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
 }
+
+/// Requests waiting for a password worker; beyond this, logins are refused with `503`.
+const PASSWORD_QUEUE: usize = 256;
 
 /// Migrates the database, binds, and starts the workers. Returns once the server accepts
 /// connections.
@@ -53,13 +59,28 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
     let app = Arc::new(App::new(config, log, hub, writer));
     let stopping = Arc::new(AtomicBool::new(false));
 
+    // Password hashing gets half the cores at most, on threads of its own.
+    let password_threads = (num_cpus::get() / 2).max(1);
+    let (password_queue, password_rx) = bounded::<tiny_http::Request>(PASSWORD_QUEUE);
+    let mut password_workers = Vec::with_capacity(password_threads);
+    for i in 0..password_threads {
+        let conn = db::open(&app.config.db_path, app.config.sync)?;
+        let (app, rx) = (app.clone(), password_rx.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("password-{i}"))
+            .spawn(move || password_worker(&app, &conn, &rx))
+            .map_err(|e| format!("cannot start password thread: {e}"))?;
+        password_workers.push(handle);
+    }
+
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads {
         let conn = db::open(&app.config.db_path, app.config.sync)?;
         let (app, http, stopping) = (app.clone(), http.clone(), stopping.clone());
+        let queue = password_queue.clone();
         let handle = std::thread::Builder::new()
             .name(format!("worker-{i}"))
-            .spawn(move || worker(&app, &conn, &http, &stopping))
+            .spawn(move || worker(&app, &conn, &http, &stopping, &queue))
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         workers.push(handle);
     }
@@ -70,6 +91,8 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
         http,
         stopping,
         workers,
+        password_queue: Some(password_queue),
+        password_workers,
         background: vec![log_thread, writer_thread],
     })
 }
@@ -136,6 +159,12 @@ impl ServerHandle {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+        // The workers' queue handles are gone with them; dropping the last one lets the
+        // password workers finish what is queued and exit.
+        self.password_queue.take();
+        for w in self.password_workers.drain(..) {
+            let _ = w.join();
+        }
         if let Some(app) = self.app.take() {
             app.hub.close_all();
             drop(app); // closes the log and message channels: their threads flush and exit
@@ -153,9 +182,24 @@ impl Drop for ServerHandle {
     }
 }
 
-fn worker(app: &App, conn: &Connection, http: &tiny_http::Server, stopping: &AtomicBool) {
+fn worker(
+    app: &App,
+    conn: &Connection,
+    http: &tiny_http::Server,
+    stopping: &AtomicBool,
+    password_queue: &Sender<tiny_http::Request>,
+) {
     while !stopping.load(Ordering::SeqCst) {
         match http.recv() {
+            Ok(rq) if router::uses_password_pool(rq.url()) => match password_queue.try_send(rq) {
+                Ok(()) => {}
+                Err(TrySendError::Full(rq)) | Err(TrySendError::Disconnected(rq)) => {
+                    let busy = Error::Unavailable(
+                        "Too many logins in progress; try again in a moment".into(),
+                    );
+                    respond(rq, Response::error(&busy));
+                }
+            },
             Ok(rq) => handle(app, conn, rq),
             Err(e) => {
                 if !stopping.load(Ordering::SeqCst) {
@@ -163,6 +207,13 @@ fn worker(app: &App, conn: &Connection, http: &tiny_http::Server, stopping: &Ato
                 }
             }
         }
+    }
+}
+
+/// Serves the requests that hash passwords, so they never hold a chat worker.
+fn password_worker(app: &App, conn: &Connection, queue: &Receiver<tiny_http::Request>) {
+    while let Ok(rq) = queue.recv() {
+        handle(app, conn, rq);
     }
 }
 
