@@ -96,7 +96,7 @@ impl Config {
             log_retention_days: 30,
             ui_dir: None,
             request_timeout: Duration::from_secs(10),
-            max_connections: 1024,
+            max_connections: 4096,
             login_attempts: 5,
             login_window: Duration::from_secs(15 * 60),
             max_streams_per_user: 8,

@@ -107,6 +107,13 @@ struct ServeArgs {
     /// Failed logins allowed per account (and four times that per address) per 15 minutes.
     #[arg(long, env = "WHITEBEAT_LOGIN_ATTEMPTS", default_value_t = 5)]
     login_attempts: u32,
+    /// Seconds a client has to send a whole request (head and body); also the idle
+    /// keep-alive timeout.
+    #[arg(long, env = "WHITEBEAT_REQUEST_TIMEOUT", default_value_t = 10)]
+    request_timeout: u64,
+    /// Most client connections open at once; more are answered 503 and closed.
+    #[arg(long, env = "WHITEBEAT_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
     /// Open event streams allowed in all.
     #[arg(long, env = "WHITEBEAT_MAX_STREAMS", default_value_t = 2000)]
     max_streams: usize,
@@ -205,6 +212,7 @@ fn serve(db: &std::path::Path, sync: SyncMode, argon2: Argon2Cost, a: ServeArgs)
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
+    raise_fd_limit();
     let mut config = Config::new(db);
     config.bind = a.bind;
     config.threads = a.threads.unwrap_or_else(default_threads);
@@ -223,6 +231,8 @@ fn serve(db: &std::path::Path, sync: SyncMode, argon2: Argon2Cost, a: ServeArgs)
     config.ui_dir = a.ui_dir;
     config.login_attempts = a.login_attempts;
     config.max_streams = a.max_streams;
+    config.request_timeout = Duration::from_secs(a.request_timeout.max(1));
+    config.max_connections = a.max_connections.max(1);
     config.max_streams_per_user = a.max_streams_per_user;
     if let Some(dir) = &config.ui_dir {
         if !dir.join("index.html").is_file() {
@@ -246,6 +256,22 @@ fn serve(db: &std::path::Path, sync: SyncMode, argon2: Argon2Cost, a: ServeArgs)
     }
     handle.shutdown();
     Ok(())
+}
+
+/// Every open connection and event stream is a file descriptor; the usual soft limit of
+/// 1,024 is below what `--max-connections` allows, so raise it to the hard limit.
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 fn superuser_input(a: SuperuserArgs) -> CliResult<(String, String, String)> {
