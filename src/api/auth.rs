@@ -29,11 +29,15 @@ pub fn signup(ctx: &Ctx, req: &Request) -> Result<Response> {
     }
     auth::validate_username(&username)?;
     auth::validate_password(&password)?;
+    // Only a client-given email is checked: the default built from a valid username (which
+    // may itself contain `@`) is the original's and must not refuse the sign-up.
     let email = match body.email.map(|e| e.trim().to_string()) {
-        Some(e) if !e.is_empty() => e,
+        Some(e) if !e.is_empty() => {
+            auth::validate_email(&e)?;
+            e
+        }
         _ => format!("{username}@whitebeat.com"),
     };
-    auth::validate_email(&email)?;
     // Cheap check first so a taken name does not cost an Argon2 hash.
     if db::users::find_id(ctx.db, &username)?.is_some() {
         return Err(Error::bad_request("Username already exists"));
