@@ -67,8 +67,15 @@ pub struct LogEntry {
     pub user_agent: String,
 }
 
-/// Writes a batch of log entries and their roll-ups in one transaction.
+/// Writes a batch of log entries and their roll-ups in one transaction. The roll-ups are
+/// summed per hour and per day first: one upsert per hour touched, not one per request.
 pub fn insert_log_batch(conn: &Connection, entries: &[LogEntry]) -> rusqlite::Result<()> {
+    let mut per_hour: Vec<(i64, i64)> = Vec::new();
+    let mut per_day: Vec<(i64, i64)> = Vec::new();
+    for e in entries {
+        add_count(&mut per_hour, e.created_at.div_euclid(HOUR_US));
+        add_count(&mut per_day, start_of_day(e.created_at));
+    }
     let tx = super::write_tx(conn)?;
     {
         let mut insert = tx.prepare_cached(
@@ -76,23 +83,33 @@ pub fn insert_log_batch(conn: &Connection, entries: &[LogEntry]) -> rusqlite::Re
                                       user_id, username, ip_address, user_agent)
              VALUES (:at, :method, :endpoint, :status, :dur, :uid, :uname, :ip, :ua)",
         )?;
-        let mut hourly = tx.prepare_cached(
-            "INSERT INTO hourly_api_calls (hour, calls) VALUES (?1, 1)
-             ON CONFLICT (hour) DO UPDATE SET calls = calls + 1",
-        )?;
         for e in entries {
             insert.execute(named_params! {
                 ":at": e.created_at, ":method": e.method, ":endpoint": e.endpoint,
                 ":status": e.status, ":dur": e.duration_us, ":uid": e.user_id,
                 ":uname": e.username, ":ip": e.ip_address, ":ua": e.user_agent,
             })?;
-            hourly.execute([e.created_at.div_euclid(HOUR_US)])?;
+        }
+        let mut hourly = tx.prepare_cached(
+            "INSERT INTO hourly_api_calls (hour, calls) VALUES (?1, ?2)
+             ON CONFLICT (hour) DO UPDATE SET calls = calls + excluded.calls",
+        )?;
+        for (hour, calls) in &per_hour {
+            hourly.execute([hour, calls])?;
         }
     }
-    for e in entries {
-        bump_daily(&tx, e.created_at, "api_calls", 1)?;
+    for (day_start, calls) in per_day {
+        bump_daily(&tx, day_start, "api_calls", calls)?;
     }
     tx.commit()
+}
+
+/// Adds one to `key`'s count in a short list (a batch spans one or two hours at most).
+fn add_count(counts: &mut Vec<(i64, i64)>, key: i64) {
+    match counts.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, n)) => *n += 1,
+        None => counts.push((key, 1)),
+    }
 }
 
 /// Deletes request-log rows and hourly figures older than `cutoff`.
