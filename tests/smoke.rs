@@ -20,8 +20,12 @@ fn two_users_chat_end_to_end() {
     let health = s.get("/api/health", None);
     assert_eq!(health.body["stats"]["total_messages"], 1);
     assert_eq!(
-        s.post("/api/send-message/", None, json!({"receiver": "bob", "content": "x"}))
-            .status,
+        s.post(
+            "/api/send-message/",
+            None,
+            json!({"receiver": "bob", "content": "x"})
+        )
+        .status,
         401
     );
 }

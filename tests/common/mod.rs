@@ -157,8 +157,8 @@ impl TestServer {
 
     /// Creates an admin directly in the store (as `createsuperuser` does) and logs in.
     pub fn admin(&self, username: &str) -> String {
-        let conn = whitebeat::cli::open_db(&self.db_path(), whitebeat::config::SyncMode::Full)
-            .unwrap();
+        let conn =
+            whitebeat::cli::open_db(&self.db_path(), whitebeat::config::SyncMode::Full).unwrap();
         whitebeat::cli::create_superuser(
             &conn,
             Argon2Cost {
