@@ -1,0 +1,511 @@
+//! The `whitebeat` command line, run as the built binary against a database in a temp dir:
+//! `migrate`, `createsuperuser --noinput`, `make-admin`/`remove-admin`, `changepassword`
+//! from stdin, `backup`, the refusal of a newer schema and of unusable paths, `serve` on a
+//! busy port, `--help`/`--version`, and `serve` stopping cleanly (exit 0) on SIGTERM.
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_whitebeat");
+
+/// The binary with cheap Argon2 and no inherited configuration.
+fn whitebeat(db: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("--db").arg(db);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WHITEBEAT_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("WHITEBEAT_ARGON2_MEMORY_KIB", "64")
+        .env("WHITEBEAT_ARGON2_ITERATIONS", "1")
+        .env("WHITEBEAT_LOG", "warn")
+        .stdin(Stdio::null());
+    c
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    wait_output(child, Duration::from_secs(30))
+}
+
+/// Waits for a child with a deadline (a hung command fails the test instead of hanging it).
+fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "command did not finish in {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "expected success, got {:?}; stdout: {} stderr: {}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// A failure with exactly one line on stderr, mentioning `needle`.
+fn assert_one_line_error(o: &Output, needle: &str) {
+    assert!(
+        !o.status.success(),
+        "expected failure; stdout: {}",
+        stdout(o)
+    );
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected, got: {err:?}");
+    assert!(
+        lines[0].to_lowercase().contains(&needle.to_lowercase()),
+        "{needle:?} not in {:?}",
+        lines[0]
+    );
+}
+
+fn createsuperuser(db: &Path, username: &str, email: &str, password: &str) -> Output {
+    run(whitebeat(db)
+        .args([
+            "createsuperuser",
+            "--noinput",
+            "--username",
+            username,
+            "--email",
+            email,
+        ])
+        .env("WHITEBEAT_SUPERUSER_PASSWORD", password))
+}
+
+fn user_row(db: &Path, username: &str) -> Option<whitebeat::db::users::User> {
+    let conn = whitebeat::db::open(db, whitebeat::config::SyncMode::Normal).unwrap();
+    whitebeat::db::users::find_by_username(&conn, username).unwrap()
+}
+
+/// A test server on an existing database file.
+fn server_on(db: &Path) -> common::TestServer {
+    let db = db.to_path_buf();
+    common::start_with(move |c| c.db_path = db)
+}
+
+#[test]
+fn migrate_twice_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wb.sqlite3");
+    let first = run(whitebeat(&db).arg("migrate"));
+    assert_ok(&first);
+    assert!(db.exists());
+    assert!(stdout(&first).contains("version 1"), "{}", stdout(&first));
+    let second = run(whitebeat(&db).arg("migrate"));
+    assert_ok(&second);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, whitebeat::db::SCHEMA_VERSION);
+    // The environment variable works as the flag does.
+    let other = dir.path().join("from-env.sqlite3");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("migrate")
+        .env("WHITEBEAT_DB", &other)
+        .env("WHITEBEAT_LOG", "warn");
+    assert_ok(&run(&mut cmd));
+    assert!(other.exists());
+}
+
+#[test]
+fn createsuperuser_makes_an_admin_who_can_log_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wb.sqlite3");
+    let o = createsuperuser(&db, "root", "root@example.com", "correct-horse");
+    assert_ok(&o);
+    assert!(stdout(&o).contains("root"), "{}", stdout(&o));
+    let row = user_row(&db, "root").unwrap();
+    assert!(row.is_admin);
+    assert_eq!(row.email, "root@example.com");
+    assert!(row.password_hash.starts_with("$argon2id$"), "hashed");
+
+    let s = server_on(&db);
+    let r = s.login("root", "correct-horse");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["is_admin"], true);
+    assert_eq!(r.body["role"], "admin");
+    let token = r.body["token"].as_str().unwrap();
+    assert_eq!(s.get("/api/admin/stats/", Some(token)).status, 200);
+    assert_eq!(s.login("root", "wrong-horse").status, 401);
+}
+
+#[test]
+fn createsuperuser_refuses_duplicates_and_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wb.sqlite3");
+    assert_ok(&createsuperuser(
+        &db,
+        "root",
+        "root@example.com",
+        "correct-horse",
+    ));
+
+    let o = createsuperuser(&db, "root", "other@example.com", "correct-horse");
+    assert_one_line_error(&o, "root");
+    let o = createsuperuser(&db, "root2", "root@example.com", "correct-horse");
+    assert_one_line_error(&o, "email");
+    let o = createsuperuser(&db, "shorty", "shorty@example.com", "short");
+    assert_one_line_error(&o, "8");
+    let o = createsuperuser(&db, "bad name", "bad@example.com", "correct-horse");
+    assert_one_line_error(&o, "username");
+    let o = createsuperuser(&db, "mailless", "not-an-email", "correct-horse");
+    assert_one_line_error(&o, "email");
+    // --noinput without the password variable.
+    let o = run(whitebeat(&db).args(["createsuperuser", "--noinput", "--username", "nopw"]));
+    assert_one_line_error(&o, "WHITEBEAT_SUPERUSER_PASSWORD");
+    for name in ["root2", "shorty", "bad name", "mailless", "nopw"] {
+        assert!(user_row(&db, name).is_none(), "{name} was created");
+    }
+}
+
+#[test]
+fn make_admin_and_remove_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wb.sqlite3");
+    assert_ok(&createsuperuser(
+        &db,
+        "root",
+        "root@example.com",
+        "correct-horse",
+    ));
+    let s = server_on(&db);
+    let bob = s.user("bob");
+    assert_eq!(s.get("/api/admin/stats/", Some(&bob)).status, 403);
+
+    assert_ok(&run(whitebeat(&db).args(["make-admin", "bob"])));
+    assert!(user_row(&db, "bob").unwrap().is_admin);
+    // The running server sees it on bob's next request.
+    assert_eq!(s.get("/api/admin/stats/", Some(&bob)).status, 200);
+
+    assert_ok(&run(whitebeat(&db).args(["remove-admin", "bob"])));
+    assert!(!user_row(&db, "bob").unwrap().is_admin);
+    assert_eq!(s.get("/api/admin/stats/", Some(&bob)).status, 403);
+
+    // root is the last admin.
+    let o = run(whitebeat(&db).args(["remove-admin", "root"]));
+    assert_one_line_error(&o, "last admin");
+    assert!(user_row(&db, "root").unwrap().is_admin);
+
+    for cmd in [
+        "make-admin",
+        "remove-admin",
+        "changepassword",
+        "deactivate",
+        "activate",
+    ] {
+        let o = run(whitebeat(&db).args([cmd, "ghost"]));
+        assert_one_line_error(&o, "ghost");
+    }
+}
+
+#[test]
+fn deactivate_and_activate() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wb.sqlite3");
+    let s = server_on(&db);
+    let bob = s.user("bob");
+    assert_ok(&run(whitebeat(&db).args(["deactivate", "bob"])));
+    assert_eq!(s.get("/api/users/", Some(&bob)).status, 401);
+    assert_eq!(s.login("bob", "password123").status, 401);
+    assert_ok(&run(whitebeat(&db).args(["activate", "bob"])));
+    assert_eq!(s.login("bob", "password123").status, 200);
+}
+
+#[test]
+fn changepassword_reads_stdin_and_ends_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wb.sqlite3");
+    let s = server_on(&db);
+    let bob = s.user("bob");
+
+    let mut child = whitebeat(&db)
+        .args(["changepassword", "bob"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"a-new-password\n").unwrap();
+    }
+    let o = wait_output(child, Duration::from_secs(30));
+    assert_ok(&o);
+    assert_eq!(
+        s.get("/api/users/", Some(&bob)).status,
+        401,
+        "sessions ended"
+    );
+    assert_eq!(s.login("bob", "password123").status, 401);
+    assert_eq!(s.login("bob", "a-new-password").status, 200);
+
+    // Too short: refused, and the password stays.
+    let mut child = whitebeat(&db)
+        .args(["changepassword", "bob"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"short\n").unwrap();
+    }
+    let o = wait_output(child, Duration::from_secs(30));
+    assert_one_line_error(&o, "8");
+    assert_eq!(s.login("bob", "a-new-password").status, 200);
+}
+
+#[test]
+fn a_database_from_a_newer_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("future.sqlite3");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("CREATE TABLE t (x); PRAGMA user_version = 99;")
+            .unwrap();
+    }
+    for args in [
+        vec!["migrate"],
+        vec!["make-admin", "x"],
+        vec!["serve", "--bind", "127.0.0.1:0"],
+    ] {
+        let o = run(whitebeat(&db).args(&args));
+        assert_one_line_error(&o, "99");
+        assert!(stderr(&o).contains("newer"), "{args:?}: {}", stderr(&o));
+    }
+    // Untouched.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 99);
+    // And the library refuses it too.
+    assert!(whitebeat::serve(whitebeat::Config::new(&db)).is_err());
+}
+
+#[test]
+fn unusable_database_paths_fail_with_one_line() {
+    let missing_dir = PathBuf::from("/nonexistent/dir/x.db");
+    for args in [vec!["migrate"], vec!["serve", "--bind", "127.0.0.1:0"]] {
+        let o = run(whitebeat(&missing_dir).args(&args));
+        assert_one_line_error(&o, "/nonexistent/dir");
+    }
+    // A directory where the file should be.
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(whitebeat(dir.path()).arg("migrate"));
+    assert!(!o.status.success());
+    assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+    // A file that is not a database.
+    let junk = dir.path().join("junk.sqlite3");
+    std::fs::write(&junk, vec![b'x'; 8192]).unwrap();
+    let o = run(whitebeat(&junk).arg("migrate"));
+    assert!(!o.status.success());
+    assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+}
+
+#[test]
+fn serve_on_a_busy_port_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wb.sqlite3");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let o = run(whitebeat(&db).args(["serve", "--bind", &addr]));
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(stderr(&o).contains(&addr), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("listening"), "{}", stdout(&o));
+}
+
+#[test]
+fn help_lists_the_environment_variables_and_version_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(Command::new(BIN).arg("--help"));
+    assert_ok(&o);
+    let top = stdout(&o);
+    for needle in [
+        "WHITEBEAT_DB",
+        "serve",
+        "migrate",
+        "createsuperuser",
+        "backup",
+    ] {
+        assert!(top.contains(needle), "{needle} missing from --help:\n{top}");
+    }
+    let o = run(whitebeat(&dir.path().join("x")).args(["serve", "--help"]));
+    assert_ok(&o);
+    let serve = stdout(&o);
+    for var in [
+        "WHITEBEAT_DB",
+        "WHITEBEAT_BIND",
+        "WHITEBEAT_THREADS",
+        "WHITEBEAT_SYNC",
+        "WHITEBEAT_CORS_ORIGINS",
+        "WHITEBEAT_BODY_LIMIT",
+        "WHITEBEAT_SESSION_DAYS",
+        "WHITEBEAT_LOGIN_ATTEMPTS",
+        "WHITEBEAT_MAX_STREAMS",
+    ] {
+        assert!(
+            serve.contains(var),
+            "{var} missing from serve --help:\n{serve}"
+        );
+    }
+    let o = run(Command::new(BIN).arg("--version"));
+    assert_ok(&o);
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("whitebeat {}", env!("CARGO_PKG_VERSION"))
+    );
+    // An unknown command is an error, not a crash.
+    let o = run(Command::new(BIN).arg("frobnicate"));
+    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(2), "clap's usage error");
+}
+
+#[test]
+fn backup_writes_a_database_with_the_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wb.sqlite3");
+    assert_ok(&createsuperuser(
+        &db,
+        "root",
+        "root@example.com",
+        "correct-horse",
+    ));
+    let s = server_on(&db);
+    let alice = s.user("alice");
+    s.user("bob");
+    assert_eq!(s.send(&alice, "bob", "kept in the backup").status, 201);
+
+    // While the server is running.
+    let copy = dir.path().join("copy.sqlite3");
+    let o = run(whitebeat(&db).arg("backup").arg(&copy));
+    assert_ok(&o);
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    let users: Vec<String> = conn
+        .prepare("SELECT username FROM users ORDER BY username")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(users, ["alice", "bob", "root"]);
+    let content: String = conn
+        .query_row("SELECT content FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(content, "kept in the backup");
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, whitebeat::db::SCHEMA_VERSION);
+    drop(conn);
+
+    // The copy serves: the users can log in on it.
+    drop(s);
+    let s2 = server_on(&copy);
+    assert_eq!(s2.login("alice", "password123").status, 200);
+    assert_eq!(s2.login("root", "correct-horse").status, 200);
+
+    // An existing destination is not overwritten.
+    let o = run(whitebeat(&db).arg("backup").arg(&copy));
+    assert_one_line_error(&o, "exists");
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn serve_prints_its_address_and_exits_0_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wb.sqlite3");
+    let mut child = whitebeat(&db)
+        .args(["serve", "--bind", "127.0.0.1:0", "--threads", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(l) => l,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("serve printed nothing");
+        }
+    };
+    let prefix = "White Beat listening on http://";
+    assert!(line.starts_with(prefix), "{line:?}");
+    let addr = line[prefix.len()..].trim().to_string();
+    let url = format!("http://{addr}/api/health/");
+    let health: serde_json::Value = ureq::get(&url).call().unwrap().into_json().unwrap();
+    assert_eq!(health["status"], "healthy");
+    // Sign up through it, so there is something to flush.
+    let r = ureq::post(&format!("http://{addr}/api/signup/"))
+        .send_json(serde_json::json!({"username": "alice", "password": "password123"}));
+    assert_eq!(r.unwrap().status(), 201);
+
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = wait_exit(&mut child, Duration::from_secs(20));
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("serve did not stop on SIGTERM");
+    };
+    assert!(status.success(), "{status:?}");
+    assert_eq!(status.code(), Some(0));
+    // Stopped: nothing listens any more, and the data is on disk.
+    assert!(std::net::TcpStream::connect(&addr).is_err());
+    assert!(user_row(&db, "alice").is_some());
+    let conn = whitebeat::db::open(&db, whitebeat::config::SyncMode::Normal).unwrap();
+    assert!(
+        whitebeat::db::stats::log_rows(&conn).unwrap() >= 2,
+        "the request log was flushed on shutdown"
+    );
+}
