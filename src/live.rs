@@ -36,6 +36,7 @@ enum Event {
 
 struct Stream {
     id: u64,
+    username: Arc<str>,
     token_hash: Vec<u8>,
     contacts: Vec<i64>,
     tx: Sender<Event>,
@@ -46,6 +47,9 @@ struct Inner {
     streams: HashMap<i64, Vec<Stream>>,
     total: usize,
     last_typing: HashMap<i64, Instant>,
+    /// Users whose last stream the hub itself just closed (logout, slow reader): their
+    /// contacts still have to hear they went offline. Drained by `announce_offline`.
+    went_offline: Vec<(i64, Arc<str>, Vec<i64>)>,
 }
 
 pub struct Hub {
@@ -85,13 +89,38 @@ impl Hub {
         let Some(list) = inner.streams.get_mut(&user_id) else {
             return;
         };
-        let before = list.len();
         // A full queue means the client stopped reading: drop it rather than wait.
-        list.retain(|s| match s.tx.try_send(event.clone()) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
-        });
-        inner.total -= before - list.len();
+        let (keep, dropped): (Vec<Stream>, Vec<Stream>) =
+            list.drain(..)
+                .partition(|s| match s.tx.try_send(event.clone()) {
+                    Ok(()) => true,
+                    Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+                });
+        *list = keep;
+        Self::forget(inner, user_id, dropped);
+    }
+
+    /// Bookkeeping for streams the hub removed: the count, and when they were the user's
+    /// last, the offline notice owed to their contacts (the stream threads' own
+    /// `unregister` will find nothing left to announce).
+    fn forget(inner: &mut Inner, user_id: i64, dropped: Vec<Stream>) {
+        let Some(last) = dropped.last() else {
+            return;
+        };
+        inner.total -= dropped.len();
+        if inner.streams.get(&user_id).is_some_and(Vec::is_empty) {
+            inner.streams.remove(&user_id);
+            let notice = (user_id, last.username.clone(), last.contacts.clone());
+            inner.went_offline.push(notice);
+        }
+    }
+
+    /// Sends the offline presence events owed (sending them may close more slow streams,
+    /// hence the loop).
+    fn announce_offline(inner: &mut Inner) {
+        while let Some((user_id, username, contacts)) = inner.went_offline.pop() {
+            Self::publish_presence(inner, user_id, &username, false, &contacts);
+        }
     }
 
     /// Fans a committed message out to both ends (once for a note to self).
@@ -105,6 +134,7 @@ impl Hub {
         if m.sender_id != m.receiver_id {
             Self::send_to(&mut inner, m.sender_id, &for_user(m.sender_id));
         }
+        Self::announce_offline(&mut inner);
     }
 
     /// Tells `other_id` that `reader_id` read their messages up to `up_to_id`.
@@ -115,7 +145,9 @@ impl Hub {
             "up_to_id": up_to_id,
         });
         let event = Event::Other("read", data.to_string().into());
-        Self::send_to(&mut self.lock(), other_id, &event);
+        let mut inner = self.lock();
+        Self::send_to(&mut inner, other_id, &event);
+        Self::announce_offline(&mut inner);
     }
 
     /// Sends a typing event unless the user sent one very recently. Returns whether it went.
@@ -147,6 +179,7 @@ impl Hub {
             to,
             &Event::Other("typing", data.to_string().into()),
         );
+        Self::announce_offline(&mut inner);
         true
     }
 
@@ -187,9 +220,11 @@ impl Hub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if mine == 0 {
             Self::publish_presence(&mut inner, user_id, username, true, &contacts);
+            Self::announce_offline(&mut inner);
         }
         inner.streams.entry(user_id).or_default().push(Stream {
             id,
+            username: username.into(),
             token_hash,
             contacts,
             tx,
@@ -211,6 +246,7 @@ impl Hub {
         if inner.streams.get(&user_id).is_some_and(Vec::is_empty) {
             inner.streams.remove(&user_id);
             Self::publish_presence(&mut inner, user_id, username, false, &contacts);
+            Self::announce_offline(&mut inner);
         }
     }
 
@@ -223,14 +259,19 @@ impl Hub {
     /// command line, user deactivated).
     pub fn retain_sessions(&self, mut valid: impl FnMut(&[u8]) -> bool) {
         let mut inner = self.lock();
-        let mut removed = 0;
-        for list in inner.streams.values_mut() {
-            let before = list.len();
-            list.retain(|s| valid(&s.token_hash));
-            removed += before - list.len();
+        let mut removed = Vec::new();
+        for (&user_id, list) in inner.streams.iter_mut() {
+            let (keep, dropped): (Vec<Stream>, Vec<Stream>) =
+                list.drain(..).partition(|s| valid(&s.token_hash));
+            *list = keep;
+            if !dropped.is_empty() {
+                removed.push((user_id, dropped));
+            }
         }
-        inner.total -= removed;
-        // Presence "offline" follows when each stream's thread notices and unregisters.
+        for (user_id, dropped) in removed {
+            Self::forget(&mut inner, user_id, dropped);
+        }
+        Self::announce_offline(&mut inner);
     }
 
     /// Closes every stream (shutdown).
