@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
-const QUEUE_PER_STREAM: usize = 512;
+const QUEUE_PER_STREAM: usize = 128;
 const STREAM_STACK: usize = 64 * 1024;
 const REPLAY_PAGE: i64 = 500;
 const TYPING_EVERY: Duration = Duration::from_millis(1500);
@@ -71,6 +71,11 @@ impl Hub {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The users with at least one open stream, read under one lock (for lists).
+    pub fn connected_users(&self) -> std::collections::HashSet<i64> {
+        self.lock().streams.keys().copied().collect()
     }
 
     /// Whether the user has at least one open stream.

@@ -110,6 +110,7 @@ fn limits(config: &Config) -> tiny_http::Limits {
         max_headers: 100,
         max_header_bytes: 64 * 1024,
         prebuffer_body: config.body_limit,
+        final_request_paths: vec!["/api/events".into(), "/api/events/".into()],
     }
 }
 

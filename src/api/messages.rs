@@ -5,25 +5,88 @@ use crate::db::{self, chat::MessageRow, chat::NewMessage};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use crate::time::rfc3339;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 pub const MAX_CONTENT_CHARS: usize = 10_000;
 pub const DEFAULT_PAGE: i64 = 100;
 pub const MAX_PAGE: i64 = 500;
 
+// The hot responses are typed structs rather than `json!` values: serialising a struct
+// allocates nothing per field, where a `Value` allocates a map entry and a key per field.
+
 /// A message as `messages/` and the event stream show it.
-pub fn message_json(m: &MessageRow, my_id: i64) -> Value {
-    json!({
-        "id": m.id,
-        "conversation_id": m.conversation_id,
-        "sender": m.sender,
-        "receiver": m.receiver,
-        "content": m.content,
-        "is_read": m.is_read,
-        "created_at": rfc3339(m.created_at),
-        "is_mine": m.sender_id == my_id,
-    })
+#[derive(Serialize)]
+pub struct MessageOut<'a> {
+    id: i64,
+    conversation_id: i64,
+    sender: &'a str,
+    receiver: &'a str,
+    content: &'a str,
+    is_read: bool,
+    created_at: String,
+    is_mine: bool,
+}
+
+impl std::fmt::Display for MessageOut<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = serde_json::to_string(self).map_err(|_| std::fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
+pub fn message_json(m: &MessageRow, my_id: i64) -> MessageOut<'_> {
+    MessageOut {
+        id: m.id,
+        conversation_id: m.conversation_id,
+        sender: &m.sender,
+        receiver: &m.receiver,
+        content: &m.content,
+        is_read: m.is_read,
+        created_at: rfc3339(m.created_at),
+        is_mine: m.sender_id == my_id,
+    }
+}
+
+#[derive(Serialize)]
+struct OtherUserOut<'a> {
+    id: i64,
+    username: &'a str,
+    email: &'a str,
+    status: &'a str,
+    is_online: bool,
+}
+
+#[derive(Serialize)]
+struct LastMessageOut<'a> {
+    content: &'a str,
+    created_at: String,
+    sender: &'a str,
+}
+
+#[derive(Serialize)]
+struct ConversationOut<'a> {
+    id: i64,
+    other_user: OtherUserOut<'a>,
+    last_message: Option<LastMessageOut<'a>>,
+    unread_count: i64,
+    updated_at: String,
+}
+
+#[derive(Serialize)]
+struct ConversationsPage<'a> {
+    success: bool,
+    count: usize,
+    conversations: Vec<ConversationOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct MessagesPage<'a> {
+    success: bool,
+    conversation_id: i64,
+    count: usize,
+    has_more: bool,
+    messages: Vec<MessageOut<'a>>,
 }
 
 /// # `GET /api/conversations/`
@@ -33,34 +96,37 @@ pub fn conversations(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = ctx.require_user(req)?;
     check_identity_field(&me, req.query("username"))?;
     let rows = db::chat::conversations_for(ctx.db, me.user_id)?;
-    let now = db::now_us();
-    let list: Vec<Value> = rows
+    let presence = super::Presence::new(ctx.app);
+    let list: Vec<ConversationOut> = rows
         .iter()
-        .map(|c| {
-            let last_message = match (&c.last_content, c.last_created_at, &c.last_sender) {
-                (Some(content), Some(at), Some(sender)) => json!({
-                    "content": content, "created_at": rfc3339(at), "sender": sender,
+        .map(|c| ConversationOut {
+            id: c.id,
+            other_user: OtherUserOut {
+                id: c.other_id,
+                username: &c.other_username,
+                email: &c.other_email,
+                status: &c.other_status,
+                is_online: presence.is_online(c.other_id, c.other_last_activity),
+            },
+            last_message: match (&c.last_content, c.last_created_at, &c.last_sender) {
+                (Some(content), Some(at), Some(sender)) => Some(LastMessageOut {
+                    content,
+                    created_at: rfc3339(at),
+                    sender,
                 }),
-                _ => Value::Null,
-            };
-            json!({
-                "id": c.id,
-                "other_user": {
-                    "id": c.other_id,
-                    "username": c.other_username,
-                    "email": c.other_email,
-                    "status": c.other_status,
-                    "is_online": super::is_online(ctx.app, c.other_id, c.other_last_activity, now),
-                },
-                "last_message": last_message,
-                "unread_count": c.unread,
-                "updated_at": rfc3339(c.updated_at),
-            })
+                _ => None,
+            },
+            unread_count: c.unread,
+            updated_at: rfc3339(c.updated_at),
         })
         .collect();
     Response::json(
         200,
-        &json!({"success": true, "count": list.len(), "conversations": list}),
+        &ConversationsPage {
+            success: true,
+            count: list.len(),
+            conversations: list,
+        },
     )
 }
 
@@ -105,16 +171,16 @@ pub fn messages(ctx: &Ctx, req: &Request) -> Result<Response> {
             .hub
             .publish_read(conversation_id, me.user_id, other_id, up_to);
     }
-    let list: Vec<Value> = rows.iter().map(|m| message_json(m, me.user_id)).collect();
+    let list: Vec<MessageOut> = rows.iter().map(|m| message_json(m, me.user_id)).collect();
     Response::json(
         200,
-        &json!({
-            "success": true,
-            "conversation_id": conversation_id,
-            "count": list.len(),
-            "has_more": has_more,
-            "messages": list,
-        }),
+        &MessagesPage {
+            success: true,
+            conversation_id,
+            count: list.len(),
+            has_more,
+            messages: list,
+        },
     )
 }
 

@@ -8,9 +8,25 @@ pub mod messages;
 pub mod openapi;
 pub mod users;
 
-/// Whether a user counts as online: seen within the last five minutes, or holding an open
-/// event stream.
-pub fn is_online(app: &crate::app::App, user_id: i64, last_activity: i64, now: i64) -> bool {
-    const ONLINE_WINDOW_US: i64 = 5 * 60 * 1_000_000;
-    now - last_activity < ONLINE_WINDOW_US || app.hub.is_connected(user_id)
+use std::collections::HashSet;
+
+/// Who counts as online: seen within the last five minutes, or holding an open event
+/// stream. Built once per request so a list does not lock the hub once per user.
+pub struct Presence {
+    now: i64,
+    streaming: HashSet<i64>,
+}
+
+impl Presence {
+    pub fn new(app: &crate::app::App) -> Presence {
+        Presence {
+            now: crate::db::now_us(),
+            streaming: app.hub.connected_users(),
+        }
+    }
+
+    pub fn is_online(&self, user_id: i64, last_activity: i64) -> bool {
+        const ONLINE_WINDOW_US: i64 = 5 * 60 * 1_000_000;
+        self.now - last_activity < ONLINE_WINDOW_US || self.streaming.contains(&user_id)
+    }
 }

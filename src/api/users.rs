@@ -5,9 +5,26 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use crate::time::rfc3339;
-use serde_json::json;
+use serde::Serialize;
 
 pub const DEFAULT_USERS_LIMIT: i64 = 1000;
+
+#[derive(Serialize)]
+struct UserOut<'a> {
+    id: i64,
+    username: &'a str,
+    email: &'a str,
+    status: &'a str,
+    is_online: bool,
+    last_activity: String,
+}
+
+#[derive(Serialize)]
+struct UsersPage<'a> {
+    success: bool,
+    count: usize,
+    users: Vec<UserOut<'a>>,
+}
 
 /// # `GET /api/users/?search=&limit=&offset=`
 /// Everyone but you, by username, with status and presence. `search` is a username prefix.
@@ -26,22 +43,24 @@ pub fn users(ctx: &Ctx, req: &Request) -> Result<Response> {
     }
     let search = req.query("search").map(str::trim).filter(|s| !s.is_empty());
     let rows = db::users::list(ctx.db, me.user_id, search, limit, offset)?;
-    let now = db::now_us();
-    let users: Vec<_> = rows
+    let presence = super::Presence::new(ctx.app);
+    let users: Vec<UserOut> = rows
         .iter()
-        .map(|u| {
-            json!({
-                "id": u.id,
-                "username": u.username,
-                "email": u.email,
-                "status": u.status,
-                "is_online": super::is_online(ctx.app, u.id, u.last_activity, now),
-                "last_activity": rfc3339(u.last_activity),
-            })
+        .map(|u| UserOut {
+            id: u.id,
+            username: &u.username,
+            email: &u.email,
+            status: &u.status,
+            is_online: presence.is_online(u.id, u.last_activity),
+            last_activity: rfc3339(u.last_activity),
         })
         .collect();
     Response::json(
         200,
-        &json!({"success": true, "count": users.len(), "users": users}),
+        &UsersPage {
+            success: true,
+            count: users.len(),
+            users,
+        },
     )
 }

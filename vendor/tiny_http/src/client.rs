@@ -65,7 +65,7 @@ impl ClientConnection {
 
         ClientConnection {
             source,
-            sink: SequentialWriterBuilder::new(BufWriter::with_capacity(1024, write_socket)),
+            sink: SequentialWriterBuilder::new(BufWriter::with_capacity(4096, write_socket)),
             remote_addr,
             next_header_source: first_header,
             no_more_requests: false,
@@ -291,6 +291,10 @@ impl Iterator for ClientConnection {
                 .map(|h| h.value.as_str());
 
             let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
+
+            if self.limits.is_final_request(rq.url()) {
+                self.no_more_requests = true;
+            }
 
             match lowercase {
                 Some(ref val) if val.contains("close") => self.no_more_requests = true,

@@ -104,7 +104,7 @@ impl Connection {
     }
 }
 impl Connection {
-    /// Applies read and write timeouts to the socket.
+    /// Applies read and write timeouts (and TCP_NODELAY) to the socket.
     pub(crate) fn set_timeouts(
         &mut self,
         read: Option<std::time::Duration>,
@@ -114,6 +114,9 @@ impl Connection {
             Connection::Tcp(s) => {
                 let _ = s.set_read_timeout(read);
                 let _ = s.set_write_timeout(write);
+                // Responses are written in pieces (head, then body); without NODELAY the
+                // last piece waits for the peer's delayed ACK, ~40 ms per response.
+                let _ = s.set_nodelay(true);
             }
             #[cfg(unix)]
             Connection::Unix(s) => {

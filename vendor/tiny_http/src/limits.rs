@@ -31,6 +31,17 @@ pub struct Limits {
     /// Bodies with a `Content-Length` up to this are read on the connection's thread
     /// before the request is handed to a worker.
     pub prebuffer_body: usize,
+    /// Requests to these paths (event streams) are the last on their connection, as an
+    /// upgrade is: the connection stops reading further requests, so when the handler drops
+    /// the writer it took with `into_writer()`, the socket closes at once.
+    pub final_request_paths: Vec<String>,
+}
+
+impl Limits {
+    pub(crate) fn is_final_request(&self, url: &str) -> bool {
+        let path = url.split('?').next().unwrap_or(url);
+        self.final_request_paths.iter().any(|p| p == path)
+    }
 }
 
 impl Default for Limits {
@@ -45,6 +56,7 @@ impl Default for Limits {
             max_headers: 1024,
             max_header_bytes: 256 * 1024,
             prebuffer_body: 1024,
+            final_request_paths: Vec::new(),
         }
     }
 }
