@@ -179,12 +179,73 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-    /// Set for long-lived responses (event streams): the server hands the raw connection to
-    /// this function after the worker is done with it.
+    /// Set for responses written later or over time (event streams, sends answered after
+    /// their group commit): the server hands the raw connection to this function and the
+    /// worker moves on at once.
     pub takeover: Option<Takeover>,
 }
 
-pub type Takeover = Box<dyn FnOnce(Box<dyn std::io::Write + Send>) + Send>;
+pub type Takeover = Box<dyn FnOnce(Taken) + Send>;
+
+/// A connection handed over by the server.
+pub struct Taken {
+    /// The raw response stream: whoever holds it writes the status line, headers and body.
+    pub writer: Box<dyn std::io::Write + Send>,
+    /// Headers the server adds to every response of this request (CORS, `nosniff`, ...).
+    pub headers: Vec<(String, String)>,
+    /// Call with the final status once it is known (it completes the request-log entry).
+    pub done: Box<dyn FnOnce(u16) + Send>,
+}
+
+impl Taken {
+    /// Writes a whole (non-streaming) response and releases the connection for its next
+    /// request.
+    pub fn respond(self, resp: Response) {
+        use std::io::Write;
+        let mut w = self.writer;
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\nContent-Length: {}\r\n",
+            resp.status,
+            reason(resp.status),
+            resp.body.len()
+        );
+        for (k, v) in resp.headers.iter().chain(&self.headers) {
+            head.push_str(k);
+            head.push_str(": ");
+            head.push_str(v);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        let written = w
+            .write_all(head.as_bytes())
+            .and_then(|_| w.write_all(&resp.body))
+            .and_then(|_| w.flush());
+        if let Err(e) = written {
+            log::debug!("client went away before the response was written: {e}");
+        }
+        drop(w);
+        (self.done)(resp.status);
+    }
+}
+
+/// The reason phrase of the statuses this server writes by hand.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
 
 impl std::fmt::Debug for Response {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

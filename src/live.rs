@@ -11,7 +11,7 @@
 use crate::app::Ctx;
 use crate::db::{self, chat::MessageRow};
 use crate::error::{Error, Result};
-use crate::http::{Request, Response};
+use crate::http::{Request, Response, Taken};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use serde::Deserialize;
 use serde_json::json;
@@ -349,11 +349,13 @@ pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
         }
     }
     let cursor = start;
-    let cors = ctx_cors_headers(ctx, req);
     let user_id = me.user_id;
     let username = me.username.clone();
-    let mut resp = Response::new(200);
-    resp.takeover = Some(Box::new(move |writer| {
+    // Streams are revalidated, never stored; the server passes this header on.
+    let mut resp = Response::new(200).with_header("Cache-Control", "no-cache");
+    resp.takeover = Some(Box::new(move |taken: Taken| {
+        (taken.done)(200);
+        let (writer, headers) = (taken.writer, taken.headers);
         let spawned = std::thread::Builder::new()
             .name("event-stream".into())
             .stack_size(STREAM_STACK)
@@ -361,7 +363,7 @@ pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
                 let hub = hub.clone();
                 let username = username.clone();
                 move || {
-                    run_stream(writer, &cors, backlog, cursor, rx);
+                    run_stream(writer, &headers, backlog, cursor, rx);
                     hub.unregister(user_id, &username, stream_id);
                 }
             });
@@ -373,10 +375,6 @@ pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
     Ok(resp)
 }
 
-fn ctx_cors_headers(ctx: &Ctx, req: &Request) -> Vec<(String, String)> {
-    crate::server::cors_headers(&ctx.app.config, req)
-}
-
 fn write_event(w: &mut dyn Write, id: i64, name: &str, data: &str) -> std::io::Result<()> {
     // JSON from serde has no raw newlines, so one `data:` line is enough.
     write!(w, "id: {id}\nevent: {name}\ndata: {data}\n\n")?;
@@ -385,16 +383,17 @@ fn write_event(w: &mut dyn Write, id: i64, name: &str, data: &str) -> std::io::R
 
 fn run_stream(
     mut w: Box<dyn Write + Send>,
-    cors: &[(String, String)],
+    headers: &[(String, String)],
     backlog: Vec<Event>,
     mut cursor: i64,
     rx: Receiver<Event>,
 ) {
     let mut head = String::from(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
-         X-Accel-Buffering: no\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+         X-Accel-Buffering: no\r\nConnection: close\r\n",
     );
-    for (k, v) in cors {
+    // The server's own headers: nosniff, no-store, and CORS for an allowed origin.
+    for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n: connected\nretry: 2000\n\n");

@@ -7,7 +7,7 @@ use crate::assets;
 use crate::config::Config;
 use crate::db::{self, stats::LogEntry};
 use crate::error::Error;
-use crate::http::{Method, Request, Response};
+use crate::http::{Method, Request, Response, Taken};
 use crate::live::Hub;
 use crate::reqlog;
 use crate::router;
@@ -54,7 +54,7 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
 
     let hub = Arc::new(Hub::new(config.max_streams, config.max_streams_per_user));
     let (log, log_thread) = reqlog::start(&config, hub.clone())?;
-    let (writer, writer_thread) = MessageWriter::start(&config, hub.clone())?;
+    let (writer, writer_threads) = MessageWriter::start(&config, hub.clone())?;
     let threads = config.threads.max(1);
     let app = Arc::new(App::new(config, log, hub, writer));
     let stopping = Arc::new(AtomicBool::new(false));
@@ -93,7 +93,8 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
         workers,
         password_queue: Some(password_queue),
         password_workers,
-        background: vec![log_thread, writer_thread],
+        // Joined in this order: the writer's pending answers still log requests.
+        background: writer_threads.into_iter().chain([log_thread]).collect(),
     })
 }
 
@@ -345,6 +346,7 @@ fn handle(app: &App, conn: &Connection, mut rq: tiny_http::Request) {
     };
     resp.headers
         .push(("X-Content-Type-Options".into(), "nosniff".into()));
+    let mut entry = None;
     if is_api {
         resp.headers.extend(cors_headers(&app.config, &req));
         if resp.header("Cache-Control").is_none() {
@@ -352,26 +354,45 @@ fn handle(app: &App, conn: &Connection, mut rq: tiny_http::Request) {
                 .push(("Cache-Control".into(), "no-store".into()));
         }
         let who = ctx.identity();
-        app.log.send(LogEntry {
+        let endpoint = if req.path.is_empty() {
+            &target
+        } else {
+            &req.path
+        };
+        entry = Some(LogEntry {
             created_at: db::now_us(),
             method: method.as_str().to_string(),
-            endpoint: truncate(
-                router::normalize(if req.path.is_empty() {
-                    &target
-                } else {
-                    &req.path
-                }),
-                200,
-            ),
+            endpoint: truncate(router::normalize(endpoint), 200),
             status: resp.status,
-            duration_us: started.elapsed().as_micros() as i64,
+            duration_us: 0,
             user_id: who.as_ref().map(|i| i.user_id),
             username: who.map(|i| i.username),
             ip_address: ip.to_string(),
             user_agent: truncate(req.header("user-agent").unwrap_or(""), 300),
         });
     }
-    respond(rq, resp);
+    // The log entry is completed when the status is final: at once for an ordinary
+    // response, later for one written after a group commit.
+    let log = app.log.clone();
+    let finish = move |status: u16| {
+        if let Some(mut e) = entry {
+            e.status = status;
+            e.duration_us = started.elapsed().as_micros() as i64;
+            log.send(e);
+        }
+    };
+    match resp.takeover.take() {
+        Some(takeover) => takeover(Taken {
+            writer: rq.into_writer(),
+            headers: std::mem::take(&mut resp.headers),
+            done: Box::new(finish),
+        }),
+        None => {
+            let status = resp.status;
+            respond(rq, resp);
+            finish(status);
+        }
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -403,11 +424,7 @@ fn run_handler(ctx: &Ctx, req: &Request) -> Response {
     }
 }
 
-fn respond(rq: tiny_http::Request, mut resp: Response) {
-    if let Some(takeover) = resp.takeover.take() {
-        takeover(rq.into_writer());
-        return;
-    }
+fn respond(rq: tiny_http::Request, resp: Response) {
     let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
     for (name, value) in &resp.headers {
         if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {

@@ -1,88 +1,93 @@
 //! Group commit for sends. With `synchronous=FULL` every commit waits for the disk; one
-//! commit per message would cap throughput at the disk's flush rate. Instead one writer
-//! thread owns a connection, takes every send that is waiting, inserts them in one
-//! transaction (each under its own savepoint, so one bad message cannot sink the others),
-//! commits once, and only then answers each sender. A `201` therefore still means "on disk".
+//! commit per message would cap throughput at the disk's flush rate, and a worker blocked
+//! on each commit would cap the batch at the number of workers. So a send's handler only
+//! validates; it hands the message and its connection to the one writer thread and its
+//! worker moves on. The writer takes every send that is waiting, inserts them in one
+//! transaction (each under its own savepoint, so one bad message cannot sink the others)
+//! and commits once; a responder thread then publishes each committed message to the live
+//! hub, in id order, and writes its `201`. A `201` therefore still means "on disk".
 
 use crate::config::Config;
 use crate::db::{self, chat::MessageRow, chat::NewMessage, chat::SentMessage};
 use crate::error::{Error, Result};
 use crate::live::Hub;
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam_channel::{unbounded, Receiver, Sender};
 use rusqlite::Connection;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-const MAX_BATCH: usize = 256;
+const MAX_BATCH: usize = 512;
 
-struct Job {
-    sender_id: i64,
-    sender: String,
-    receiver_id: i64,
-    receiver: String,
-    content: String,
-    reply: Sender<Result<SentMessage>>,
+/// Called once the send is committed (with the stored message) or has failed.
+pub type OnSent = Box<dyn FnOnce(Result<MessageRow>) + Send>;
+
+/// A validated message waiting to be stored.
+pub struct SendJob {
+    pub sender_id: i64,
+    pub sender: String,
+    pub receiver_id: i64,
+    pub receiver: String,
+    pub content: String,
+    pub on_done: OnSent,
 }
 
+#[derive(Clone)]
 pub struct MessageWriter {
-    jobs: Sender<Job>,
+    jobs: Sender<SendJob>,
 }
+
+type Outcome = (SendJob, Result<SentMessage>);
 
 impl MessageWriter {
-    /// Starts the writer thread; it exits when the `MessageWriter` is dropped. Committed
-    /// messages are published to `hub` in id order.
+    /// Starts the writer and responder threads; they exit, after finishing what is queued,
+    /// when every `MessageWriter` clone is dropped.
     pub fn start(
         config: &Config,
         hub: Arc<Hub>,
-    ) -> std::result::Result<(MessageWriter, JoinHandle<()>), String> {
+    ) -> std::result::Result<(MessageWriter, Vec<JoinHandle<()>>), String> {
         let conn = db::open(&config.db_path, config.sync)?;
         let (jobs, rx) = unbounded();
-        let handle = std::thread::Builder::new()
+        let (done_tx, done_rx) = unbounded::<Vec<Outcome>>();
+        let writer = std::thread::Builder::new()
             .name("message-writer".into())
-            .spawn(move || run(conn, rx, &hub))
+            .spawn(move || run(conn, rx, done_tx))
             .map_err(|e| format!("cannot start the message writer: {e}"))?;
-        Ok((MessageWriter { jobs }, handle))
+        let responder = std::thread::Builder::new()
+            .name("message-responder".into())
+            .spawn(move || respond_all(done_rx, &hub))
+            .map_err(|e| format!("cannot start the message responder: {e}"))?;
+        Ok((MessageWriter { jobs }, vec![writer, responder]))
     }
 
-    /// Stores a message and returns once it is committed (`m.now` is replaced by the time
-    /// of the insert).
-    pub fn send(&self, m: &NewMessage, sender: &str, receiver: &str) -> Result<SentMessage> {
-        let (reply, answer) = bounded(1);
-        let job = Job {
-            sender_id: m.sender_id,
-            sender: sender.to_string(),
-            receiver_id: m.receiver_id,
-            receiver: receiver.to_string(),
-            content: m.content.to_string(),
-            reply,
-        };
-        self.jobs
-            .send(job)
-            .map_err(|_| Error::Unavailable("The server is shutting down".into()))?;
-        answer
-            .recv()
-            .map_err(|_| Error::internal("message writer stopped before answering"))?
+    /// Queues a message; `job.on_done` runs after the commit (or the failure).
+    pub fn submit(&self, job: SendJob) {
+        if let Err(crossbeam_channel::SendError(job)) = self.jobs.send(job) {
+            (job.on_done)(Err(Error::Unavailable(
+                "The server is shutting down".into(),
+            )));
+        }
     }
 }
 
-fn run(conn: Connection, rx: Receiver<Job>, hub: &Hub) {
+fn run(conn: Connection, rx: Receiver<SendJob>, done: Sender<Vec<Outcome>>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter().take(MAX_BATCH - 1));
-        commit_batch(&conn, batch, hub);
+        let outcomes = commit_batch(&conn, batch);
+        if done.send(outcomes).is_err() {
+            break;
+        }
     }
 }
 
-fn commit_batch(conn: &Connection, batch: Vec<Job>, hub: &Hub) {
+fn commit_batch(conn: &Connection, batch: Vec<SendJob>) -> Vec<Outcome> {
+    let fail_all = |batch: Vec<SendJob>, e: rusqlite::Error| -> Vec<Outcome> {
+        let err = Error::from(e);
+        batch.into_iter().map(|j| (j, Err(err.clone()))).collect()
+    };
     let tx = match db::write_tx(conn) {
         Ok(tx) => tx,
-        Err(e) => {
-            let err = Error::from(e);
-            for job in batch {
-                let _ = job.reply.send(Err(err.clone()));
-            }
-            return;
-        }
+        Err(e) => return fail_all(batch, e),
     };
     let mut results = Vec::with_capacity(batch.len());
     for job in &batch {
@@ -97,28 +102,9 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>, hub: &Hub) {
     }
     if let Err(e) = tx.commit() {
         // Nothing of the batch is on disk: every sender hears so.
-        let err = Error::from(e);
-        for job in batch {
-            let _ = job.reply.send(Err(err.clone()));
-        }
-        return;
+        return fail_all(batch, e);
     }
-    for (job, result) in batch.into_iter().zip(results) {
-        if let Ok(sent) = &result {
-            hub.publish_message(&MessageRow {
-                id: sent.id,
-                conversation_id: sent.conversation_id,
-                sender_id: job.sender_id,
-                sender: job.sender,
-                receiver_id: job.receiver_id,
-                receiver: job.receiver,
-                content: job.content,
-                is_read: sent.is_read,
-                created_at: sent.created_at,
-            });
-        }
-        let _ = job.reply.send(result);
-    }
+    batch.into_iter().zip(results).collect()
 }
 
 /// One insert under a savepoint: on failure only this message is rolled back.
@@ -132,6 +118,29 @@ fn insert_isolated(conn: &Connection, m: &NewMessage) -> Result<SentMessage> {
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK TO send; RELEASE send");
             Err(e.into())
+        }
+    }
+}
+
+/// Publishes and answers committed batches, in commit order.
+fn respond_all(rx: Receiver<Vec<Outcome>>, hub: &Hub) {
+    for batch in rx {
+        for (job, result) in batch {
+            let result = result.map(|sent| MessageRow {
+                id: sent.id,
+                conversation_id: sent.conversation_id,
+                sender_id: job.sender_id,
+                sender: job.sender,
+                receiver_id: job.receiver_id,
+                receiver: job.receiver,
+                content: job.content,
+                is_read: sent.is_read,
+                created_at: sent.created_at,
+            });
+            if let Ok(row) = &result {
+                hub.publish_message(row);
+            }
+            (job.on_done)(result);
         }
     }
 }

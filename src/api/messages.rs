@@ -1,10 +1,11 @@
 //! Conversations and messages: the chat itself.
 
 use crate::app::{check_identity_field, Ctx};
-use crate::db::{self, chat::MessageRow, chat::NewMessage};
+use crate::db::{self, chat::MessageRow};
 use crate::error::{Error, Result};
-use crate::http::{Request, Response};
+use crate::http::{Request, Response, Taken};
 use crate::time::rfc3339;
+use crate::writer::SendJob;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -219,42 +220,69 @@ pub fn send_message(ctx: &Ctx, req: &Request) -> Result<Response> {
     let receiver_user = db::users::find_by_username(ctx.db, &receiver)?
         .filter(|u| u.is_active)
         .ok_or_else(|| Error::not_found("User not found"))?;
-    let new = NewMessage {
+    // The worker is done here: the writer stores the message with whatever other sends are
+    // waiting, and the answer is written on this connection after the commit.
+    let job = SendJob {
         sender_id: me.user_id,
+        sender: me.username,
         receiver_id: receiver_user.id,
-        content,
-        now: db::now_us(),
-    };
-    let sent = ctx
-        .app
-        .writer
-        .send(&new, &me.username, &receiver_user.username)?;
-    let row = MessageRow {
-        id: sent.id,
-        conversation_id: sent.conversation_id,
-        sender_id: me.user_id,
-        sender: me.username.clone(),
-        receiver_id: receiver_user.id,
-        receiver: receiver_user.username.clone(),
+        receiver: receiver_user.username,
         content: content.to_string(),
-        is_read: sent.is_read,
-        created_at: sent.created_at,
+        on_done: Box::new(|_| {}),
     };
-    Response::json(
-        201,
-        &json!({
-            "success": true,
-            "message": {
-                "id": row.id,
-                "conversation_id": row.conversation_id,
-                "sender": row.sender,
-                "receiver": row.receiver,
-                "content": row.content,
-                "created_at": rfc3339(row.created_at),
-                "is_read": row.is_read,
+    let writer = ctx.app.writer.clone();
+    let mut resp = Response::new(201);
+    resp.takeover = Some(Box::new(move |taken: Taken| {
+        writer.submit(SendJob {
+            on_done: Box::new(move |result| taken.respond(sent_response(result))),
+            ..job
+        });
+    }));
+    Ok(resp)
+}
+
+#[derive(Serialize)]
+struct SentOut<'a> {
+    id: i64,
+    conversation_id: i64,
+    sender: &'a str,
+    receiver: &'a str,
+    content: &'a str,
+    created_at: String,
+    is_read: bool,
+}
+
+#[derive(Serialize)]
+struct SentPage<'a> {
+    success: bool,
+    message: SentOut<'a>,
+}
+
+/// The answer to a send, once its commit is done.
+fn sent_response(result: Result<MessageRow>) -> Response {
+    let built = result.and_then(|row| {
+        Response::json(
+            201,
+            &SentPage {
+                success: true,
+                message: SentOut {
+                    id: row.id,
+                    conversation_id: row.conversation_id,
+                    sender: &row.sender,
+                    receiver: &row.receiver,
+                    content: &row.content,
+                    created_at: rfc3339(row.created_at),
+                    is_read: row.is_read,
+                },
             },
-        }),
-    )
+        )
+    });
+    built.unwrap_or_else(|e| {
+        if e.status() >= 500 {
+            log::error!("send-message: {e}");
+        }
+        Response::error(&e)
+    })
 }
 
 #[derive(Deserialize)]
