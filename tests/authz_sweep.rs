@@ -42,7 +42,52 @@ fn call(s: &TestServer, method: &str, target: &str, auth: Auth, body: Option<&Va
         headers.push(("Content-Type", "application/json".into()));
     }
     let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    s.raw(method, target, &headers, &bytes)
+    raw(s, method, target, &headers, &bytes)
+}
+
+fn raw(s: &TestServer, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    if target.starts_with("/api/events") {
+        // The server ends the connection after any answer on the event-stream path without
+        // saying so (a separate bug, see tests/hostile.rs); a connection of its own keeps
+        // that out of this sweep.
+        return one_shot(s, method, target, headers, body);
+    }
+    s.raw(method, target, headers, body)
+}
+
+/// A request on a fresh connection that is not reused.
+fn one_shot(
+    s: &TestServer,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .max_idle_connections(0)
+        .build();
+    let mut req = agent.request(method, &s.url(target));
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let r = match req.send_bytes(body) {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport error: {e}"),
+    };
+    let status = r.status();
+    let headers = r
+        .headers_names()
+        .into_iter()
+        .filter_map(|n| r.header(&n).map(|v| (n.clone(), v.to_string())))
+        .collect();
+    let text = r.into_string().unwrap_or_default();
+    Resp {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
+        headers,
+    }
 }
 
 /// A request for each route that would succeed (or fail on its merits) with a valid session:
@@ -176,7 +221,8 @@ fn protected_routes_refuse_missing_and_garbage_credentials() {
             "Token abc",
         ] {
             let bytes = body.as_ref().map(|b| b.to_string()).unwrap_or_default();
-            let r = s.raw(
+            let r = raw(
+                &s,
                 method,
                 &target,
                 &[

@@ -1083,6 +1083,41 @@ fn pipelined_read_after_write_sees_the_write() {
     );
 }
 
+/// A server that closes a connection after a response must say so (`Connection: close`);
+/// otherwise a client reuses the connection and its next request fails with an EOF (a
+/// POST cannot even be retried safely). Seen: any answer on `/api/events/` (401, 400, 503)
+/// ends the connection silently.
+#[test]
+fn a_connection_is_not_closed_without_saying_so() {
+    let s = common::start();
+    under_test(&s);
+    let addr = s.addr();
+    for first in [
+        "GET /api/events/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /api/events/?last_event_id=abc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n\r\n",
+        "GET /api/health/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /api/login/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+        "GET /api/nope/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let req = format!("{first}GET /api/health/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let replies = exchange(addr, req.as_bytes());
+        let what = first.lines().next().unwrap();
+        assert!(!replies.is_empty(), "{what}: no answer");
+        if replies.len() == 1 {
+            assert!(
+                replies[0].head.to_ascii_lowercase().contains("connection: close"),
+                "{what}: answered {} and then closed the connection without \
+                 `Connection: close`, so the next request on it (here a pipelined health \
+                 check) is lost:\n{}",
+                replies[0].status,
+                replies[0].head
+            );
+        } else {
+            assert_eq!(replies[1].status, 200, "{what}: the next request is served");
+        }
+    }
+}
+
 #[test]
 fn odd_methods_and_versions() {
     let s = common::start();
