@@ -195,6 +195,35 @@ pub struct Taken {
     pub headers: Vec<(String, String)>,
     /// Call with the final status once it is known (it completes the request-log entry).
     pub done: Box<dyn FnOnce(u16) + Send>,
+    /// For an event stream, the socket's descriptor, to notice a client that has gone
+    /// (see `peer_gone`); valid while `writer` lives.
+    pub peer_fd: Option<i32>,
+}
+
+/// Whether the peer of a taken-over connection has closed it (or reset it), by a
+/// non-blocking peek that neither consumes data nor changes the socket's flags.
+pub fn peer_gone(fd: i32) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: `fd` is the open socket of a connection whose writer the caller holds, and
+    // the buffer is one valid byte.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n == 0 {
+        return true;
+    }
+    n < 0 && {
+        let err = std::io::Error::last_os_error().kind();
+        !matches!(
+            err,
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+        )
+    }
 }
 
 impl Taken {

@@ -22,6 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// How often an idle stream checks that its client is still there (a cheap peek, no write),
+/// so a closed tab frees its stream slot within about a second.
+const PEER_CHECK: Duration = Duration::from_secs(1);
 const QUEUE_PER_STREAM: usize = 128;
 const STREAM_STACK: usize = 64 * 1024;
 const REPLAY_PAGE: i64 = 500;
@@ -355,7 +358,7 @@ pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
     let mut resp = Response::new(200).with_header("Cache-Control", "no-cache");
     resp.takeover = Some(Box::new(move |taken: Taken| {
         (taken.done)(200);
-        let (writer, headers) = (taken.writer, taken.headers);
+        let (writer, headers, peer_fd) = (taken.writer, taken.headers, taken.peer_fd);
         let spawned = std::thread::Builder::new()
             .name("event-stream".into())
             .stack_size(STREAM_STACK)
@@ -363,7 +366,7 @@ pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
                 let hub = hub.clone();
                 let username = username.clone();
                 move || {
-                    run_stream(writer, &headers, backlog, cursor, rx);
+                    run_stream(writer, &headers, peer_fd, backlog, cursor, rx);
                     hub.unregister(user_id, &username, stream_id);
                 }
             });
@@ -384,6 +387,7 @@ fn write_event(w: &mut dyn Write, id: i64, name: &str, data: &str) -> std::io::R
 fn run_stream(
     mut w: Box<dyn Write + Send>,
     headers: &[(String, String)],
+    peer_fd: Option<i32>,
     backlog: Vec<Event>,
     mut cursor: i64,
     rx: Receiver<Event>,
@@ -420,19 +424,27 @@ fn run_stream(
             return;
         }
     }
+    let mut last_write = Instant::now();
     loop {
-        match rx.recv_timeout(HEARTBEAT) {
+        match rx.recv_timeout(PEER_CHECK) {
             Ok(ev) => {
                 if deliver(&mut w, ev).is_err() {
                     return;
                 }
+                last_write = Instant::now();
             }
             Err(RecvTimeoutError::Timeout) => {
-                if w.write_all(b": heartbeat\n\n")
-                    .and_then(|_| w.flush())
-                    .is_err()
-                {
+                if peer_fd.is_some_and(crate::http::peer_gone) {
                     return;
+                }
+                if last_write.elapsed() >= HEARTBEAT {
+                    if w.write_all(b": heartbeat\n\n")
+                        .and_then(|_| w.flush())
+                        .is_err()
+                    {
+                        return;
+                    }
+                    last_write = Instant::now();
                 }
             }
             // The hub dropped this stream (logout, expiry, slow client, shutdown).

@@ -383,6 +383,7 @@ fn handle(app: &App, conn: &Connection, mut rq: tiny_http::Request) {
     };
     match resp.takeover.take() {
         Some(takeover) => takeover(Taken {
+            peer_fd: rq.peer_fd(),
             writer: rq.into_writer(),
             headers: std::mem::take(&mut resp.headers),
             done: Box::new(finish),

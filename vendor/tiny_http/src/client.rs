@@ -38,6 +38,10 @@ pub struct ClientConnection {
     secure: bool,
 
     limits: Limits,
+
+    // the socket's descriptor, handed to a connection's final request (see `peer_fd`)
+    #[cfg(unix)]
+    raw_fd: Option<std::os::unix::io::RawFd>,
 }
 
 /// Error that can happen when reading a request.
@@ -59,6 +63,8 @@ impl ClientConnection {
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        #[cfg(unix)]
+        let raw_fd = read_socket.raw_fd();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -71,10 +77,13 @@ impl ClientConnection {
             no_more_requests: false,
             secure,
             limits,
+            #[cfg(unix)]
+            raw_fd,
         }
     }
 
     /// true if the connection is HTTPS
+    #[allow(dead_code)]
     pub fn secure(&self) -> bool {
         self.secure
     }
@@ -160,6 +169,14 @@ impl ClientConnection {
                     if line.is_empty() {
                         break;
                     };
+                    // A field needs a name, and no control characters but tab (a NUL or a
+                    // bare CR in a header is how requests get smuggled past proxies).
+                    let bytes = line.as_bytes();
+                    if bytes.first() == Some(&b':')
+                        || bytes.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+                    {
+                        return Err(ReadError::WrongHeader(version));
+                    }
                     header_bytes += line.len();
                     if headers.len() >= self.limits.max_headers
                         || header_bytes > self.limits.max_header_bytes
@@ -307,6 +324,14 @@ impl Iterator for ClientConnection {
                 None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
                 _ => (),
             };
+
+            // A response that ends the connection says so (added for White Beat).
+            let mut rq = rq;
+            rq.closes_connection = self.no_more_requests;
+            #[cfg(unix)]
+            if self.limits.is_final_request(rq.url()) {
+                rq.peer_fd = self.raw_fd;
+            }
 
             // returning the request
             return Some(rq);

@@ -74,6 +74,13 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    /// This is the last request of its connection: its response carries `Connection: close`.
+    pub(crate) closes_connection: bool,
+
+    /// For a final request (see `Limits::final_request_paths`), the socket's descriptor.
+    #[cfg(unix)]
+    pub(crate) peer_fd: Option<std::os::unix::io::RawFd>,
 }
 
 struct NotifyOnDrop<R> {
@@ -134,7 +141,7 @@ pub fn new_request<R, W>(
     headers: Vec<Header>,
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
-    writer: W,
+    mut writer: W,
     prebuffer: usize,
     deadline: Option<std::time::Instant>,
 ) -> Result<Request, RequestCreationError>
@@ -161,7 +168,7 @@ where
     };
 
     // true if the client sent a `Expect: 100-continue` header
-    let expects_continue = {
+    let mut expects_continue = {
         match headers
             .iter()
             .find(|h: &&Header| h.field.equiv("Expect"))
@@ -193,9 +200,14 @@ where
     } else if let Some(content_length) = content_length {
         if content_length == 0 {
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else if content_length <= prebuffer.max(1024) && !expects_continue {
+        } else if content_length <= prebuffer.max(1024) {
             // If the body is small enough, read it here, on the connection's thread, so a
-            // slow sender holds no worker; the deadline bounds how slow it may be.
+            // slow sender holds no worker; the deadline bounds how slow it may be. A client
+            // waiting for `100 Continue` gets it from here too.
+            if expects_continue {
+                send_continue(&mut writer)?;
+                expects_continue = false;
+            }
 
             let mut buffer = vec![0; content_length];
             let mut offset = 0;
@@ -225,7 +237,34 @@ where
     } else if transfer_encoding.is_some() {
         // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
         // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
+        // Read up to `prebuffer` bytes of it here, under the deadline, for the same reason as
+        // above; a longer body goes on from where this stopped.
+        if expects_continue {
+            send_continue(&mut writer)?;
+            expects_continue = false;
+        }
+        let mut decoder = Decoder::new(source_data);
+        let mut buffer = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let mut finished = false;
+        while buffer.len() <= prebuffer {
+            if deadline.is_some_and(|d| std::time::Instant::now() > d) {
+                let err = IoError::new(ErrorKind::TimedOut, "request body too slow");
+                return Err(RequestCreationError::CreationIoError(err));
+            }
+            let read = decoder.read(&mut chunk)?;
+            if read == 0 {
+                finished = true;
+                break;
+            }
+            buffer.extend_from_slice(&chunk[..read]);
+        }
+        if finished {
+            Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
+        } else {
+            Box::new(Cursor::new(buffer).chain(FusedReader::new(decoder)))
+                as Box<dyn Read + Send + 'static>
+        }
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data
@@ -245,10 +284,29 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        closes_connection: false,
+        #[cfg(unix)]
+        peer_fd: None,
     })
 }
 
+/// Sends the interim `100 Continue` a client announced it would wait for.
+fn send_continue<W: Write>(writer: &mut W) -> Result<(), RequestCreationError> {
+    writer
+        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+        .and_then(|_| writer.flush())
+        .map_err(RequestCreationError::CreationIoError)
+}
+
 impl Request {
+    /// For a request to one of `Limits::final_request_paths`, the connection's socket
+    /// descriptor, valid while the writer of `into_writer()` lives. Peek at it (never read, never
+    /// change its flags) to notice that the client has gone.
+    #[cfg(unix)]
+    pub fn peer_fd(&self) -> Option<std::os::unix::io::RawFd> {
+        self.peer_fd
+    }
+
     /// Returns true if the request was made through HTTPS.
     #[inline]
     pub fn secure(&self) -> bool {
@@ -442,7 +500,7 @@ impl Request {
     {
         let res = self.respond_impl(response);
         if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
+            sender.send(()).ok();
         }
         res
     }
@@ -454,6 +512,11 @@ impl Request {
         let mut writer = self.extract_writer_impl();
 
         let do_not_send_body = self.method == Method::Head;
+        let response = if self.closes_connection {
+            response.with_connection_close()
+        } else {
+            response
+        };
 
         Self::ignore_client_closing_errors(response.raw_print(
             writer.by_ref(),
@@ -498,7 +561,7 @@ impl Drop for Request {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
             if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
+                sender.send(()).ok();
             }
         }
     }

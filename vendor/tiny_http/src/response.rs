@@ -246,7 +246,15 @@ where
         self.chunked_threshold.unwrap_or(32768)
     }
 
-    /// Adds a header to the list.
+    /// Marks the response as the connection's last (added for White Beat; `add_header`
+    /// refuses `Connection` on purpose).
+    pub(crate) fn with_connection_close(mut self) -> Response<R> {
+        self.headers
+            .push(Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap());
+        self
+    }
+
+        /// Adds a header to the list.
     /// Does all the checks.
     pub fn add_header<H>(&mut self, header: H)
     where
