@@ -200,30 +200,33 @@ pub struct Taken {
     pub peer_fd: Option<i32>,
 }
 
-/// Whether the peer of a taken-over connection has closed it (or reset it), by a
-/// non-blocking peek that neither consumes data nor changes the socket's flags.
+/// Whether the peer of a taken-over connection has closed or reset it. Read from the
+/// socket's TCP state: the server itself has shut down reading on that socket, so a peek
+/// would always see end-of-file, but the state leaves ESTABLISHED only when the peer sends
+/// its FIN (CLOSE_WAIT) or a reset (CLOSE).
+#[cfg(target_os = "linux")]
 pub fn peer_gone(fd: i32) -> bool {
-    let mut byte = 0u8;
-    // SAFETY: `fd` is the open socket of a connection whose writer the caller holds, and
-    // the buffer is one valid byte.
-    let n = unsafe {
-        libc::recv(
+    // SAFETY: `fd` is the open socket of a connection whose writer the caller holds; `info`
+    // and `len` describe a writable buffer of the size passed.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
             fd,
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
         )
     };
-    if n == 0 {
-        return true;
-    }
-    n < 0 && {
-        let err = std::io::Error::last_os_error().kind();
-        !matches!(
-            err,
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-        )
-    }
+    const TCP_ESTABLISHED: u8 = 1;
+    rc == 0 && info.tcpi_state != TCP_ESTABLISHED
+}
+
+/// Elsewhere a gone client is noticed when a heartbeat write fails.
+#[cfg(not(target_os = "linux"))]
+pub fn peer_gone(_fd: i32) -> bool {
+    false
 }
 
 impl Taken {

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
-/// How often an idle stream checks that its client is still there (a cheap peek, no write),
+/// How often an idle stream checks that its client is still there (one cheap syscall),
 /// so a closed tab frees its stream slot within about a second.
 const PEER_CHECK: Duration = Duration::from_secs(1);
 const QUEUE_PER_STREAM: usize = 128;

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 pub struct ServerHandle {
     addr: SocketAddr,
     app: Option<Arc<App>>,
-    http: Arc<tiny_http::Server>,
+    http: Option<Arc<tiny_http::Server>>,
     stopping: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
     password_queue: Option<Sender<tiny_http::Request>>,
@@ -88,7 +88,7 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
     Ok(ServerHandle {
         addr,
         app: Some(app),
-        http,
+        http: Some(http),
         stopping,
         workers,
         password_queue: Some(password_queue),
@@ -152,15 +152,19 @@ impl ServerHandle {
             return;
         }
         // Each unblock wakes one waiting worker; keep waking until all have left.
-        while self.workers.iter().any(|w| !w.is_finished()) {
-            for _ in 0..self.workers.len() {
-                self.http.unblock();
+        if let Some(http) = &self.http {
+            while self.workers.iter().any(|w| !w.is_finished()) {
+                for _ in 0..self.workers.len() {
+                    http.unblock();
+                }
+                std::thread::sleep(Duration::from_millis(5));
             }
-            std::thread::sleep(Duration::from_millis(5));
         }
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+        // The last handle: closes the listener and answers what is still queued with 503.
+        self.http.take();
         // The workers' queue handles are gone with them; dropping the last one lets the
         // password workers finish what is queued and exit.
         self.password_queue.take();

@@ -615,3 +615,43 @@ fn a_stream_needs_a_session() {
     );
     assert_eq!(c.header("access-control-allow-credentials"), Some("true"));
 }
+
+#[test]
+fn an_idle_stream_stays_open_while_its_client_is_there() {
+    // The server checks every second whether an idle stream's client has gone; a client
+    // that is still connected must never be taken for gone.
+    let s = common::start();
+    let (alice, _) = user(&s, "alice");
+    let (bob, _) = user(&s, "bob");
+    let mut bob_stream = open(&s, &bob);
+    let quiet = bob_stream.collect_for(Duration::from_millis(3500));
+    assert!(
+        quiet.iter().all(|e| e.event != "message"),
+        "no message was sent yet: {quiet:?}"
+    );
+    let sent = send(&s, &alice, "bob", "after a quiet spell");
+    let ev = bob_stream.expect_message(WAIT);
+    assert_eq!(ev.id, sent["id"].as_i64());
+    assert_eq!(ev.data["content"], "after a quiet spell");
+}
+
+#[test]
+fn a_closed_stream_frees_its_slot_within_seconds() {
+    let s = common::start_with(|c| c.max_streams_per_user = 1);
+    let (bob, _) = user(&s, "bob");
+    let first = open(&s, &bob);
+    drop(first); // the client goes away without a word
+    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    loop {
+        let again = support_events::SseClient::open(s.addr(), &bob);
+        if again.status == 200 {
+            break;
+        }
+        assert_eq!(again.status, 503);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot of a closed stream was not freed within 4 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -63,8 +63,10 @@ impl ClientConnection {
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        // The write half's descriptor: a taken-over request's writer keeps it open (the read
+        // half is closed when the connection's request loop ends).
         #[cfg(unix)]
-        let raw_fd = read_socket.raw_fd();
+        let raw_fd = write_socket.raw_fd();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();

@@ -340,6 +340,7 @@ impl Server {
                 match new_client {
                     Ok(client) => {
                         let messages = inside_messages.clone();
+                        let closing = inside_close_trigger.clone();
                         let mut client = Some(client);
                         let open = limits::OpenGuard::new(&open_connections);
                         let mut open = Some(open);
@@ -351,15 +352,32 @@ impl Server {
                                 // read once the previous one is answered, so a pipelined read
                                 // after a write sees the write. The connection's last request
                                 // (an event stream) is not waited for.
+                                // Once the server is closing, requests still arriving on open
+                                // connections are refused, and queued ones no worker will take
+                                // are answered, so no client waits forever.
                                 let (sender, receiver) = mpsc::channel();
-                                for rq in client {
+                                'requests: for rq in client {
+                                    if closing.load(Relaxed) {
+                                        let _ = rq.respond(Response::empty(503));
+                                        break;
+                                    }
                                     if rq.closes_connection {
                                         messages.push(rq.into());
                                         break;
                                     }
                                     messages.push(rq.with_notify_sender(sender.clone()).into());
-                                    if receiver.recv().is_err() {
-                                        break;
+                                    loop {
+                                        match receiver.recv_timeout(Duration::from_millis(200)) {
+                                            Ok(()) => break,
+                                            Err(mpsc::RecvTimeoutError::Timeout) => {
+                                                if closing.load(Relaxed) {
+                                                    refuse_queued(&messages);
+                                                }
+                                            }
+                                            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                                                break 'requests
+                                            }
+                                        }
                                     }
                                 }
                             }
@@ -452,9 +470,20 @@ impl Iterator for IncomingRequests<'_> {
     }
 }
 
+/// Answers `503` to every request waiting in the queue (the server is closing and no
+/// worker will take them).
+fn refuse_queued(messages: &MessagesQueue<Message>) {
+    while let Some(message) = messages.try_pop() {
+        if let Message::NewRequest(rq) = message {
+            let _ = rq.respond(Response::empty(503));
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.close.store(true, Relaxed);
+        refuse_queued(&self.messages);
         // Connect briefly to ourselves to unblock the accept thread
         let maybe_stream = match &self.listening_addr {
             ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),

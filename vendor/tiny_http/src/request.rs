@@ -300,8 +300,9 @@ fn send_continue<W: Write>(writer: &mut W) -> Result<(), RequestCreationError> {
 
 impl Request {
     /// For a request to one of `Limits::final_request_paths`, the connection's socket
-    /// descriptor, valid while the writer of `into_writer()` lives. Peek at it (never read, never
-    /// change its flags) to notice that the client has gone.
+    /// descriptor, valid while the writer of `into_writer()` lives. Only inspect it (for
+    /// example its TCP state); never read from it or change its flags. Reading is shut down
+    /// on this socket once the request loop ends, so a peek always sees end-of-file.
     #[cfg(unix)]
     pub fn peer_fd(&self) -> Option<std::os::unix::io::RawFd> {
         self.peer_fd
