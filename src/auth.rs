@@ -128,7 +128,11 @@ pub fn authenticate(ctx: &Ctx, req: &Request) -> Result<Option<Identity>> {
     }
     if now - session.last_seen >= TOUCH_EVERY_US {
         let idle = ctx.app.config.session_idle.as_micros() as i64;
-        db::sessions::touch(ctx.db, &hash, session.user_id, now, idle)?;
+        // Best effort: a full disk or a busy database must not lock a valid session out of
+        // reading; the touch is retried on the next request.
+        if let Err(e) = db::sessions::touch(ctx.db, &hash, session.user_id, now, idle) {
+            log::warn!("could not refresh a session's expiry: {e}");
+        }
     }
     Ok(Some(Identity {
         user_id: session.user_id,
