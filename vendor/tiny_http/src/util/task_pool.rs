@@ -69,11 +69,15 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
-            self.add_thread(Some(code));
-        } else {
+        // Queue the task only if an idle thread is left for it: a thread woken for an earlier
+        // task still counts as waiting until it runs, so compare with the tasks already
+        // queued (changed for White Beat; upstream compared with zero, and a burst of
+        // connections could wait behind long-lived ones).
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) > queue.len() {
             queue.push_back(code);
             self.sharing.condvar.notify_one();
+        } else {
+            self.add_thread(Some(code));
         }
     }
 
