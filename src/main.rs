@@ -213,6 +213,7 @@ fn serve(db: &std::path::Path, sync: SyncMode, argon2: Argon2Cost, a: ServeArgs)
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
     raise_fd_limit();
+    limit_malloc_arenas();
     let mut config = Config::new(db);
     config.bind = a.bind;
     config.threads = a.threads.unwrap_or_else(default_threads);
@@ -256,6 +257,17 @@ fn serve(db: &std::path::Path, sync: SyncMode, argon2: Argon2Cost, a: ServeArgs)
     }
     handle.shutdown();
     Ok(())
+}
+
+/// glibc gives each busy thread its own malloc arena; with a worker pool, a writer, a log
+/// writer and a thread per connection, freed memory then sits in dozens of arenas and the
+/// resident size climbs far above what is live (a soak showed a 60 MiB plateau over 19 MiB
+/// live). Two arenas keep it close to what is live, for a small server the better trade.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 /// Every open connection and event stream is a file descriptor; the usual soft limit of
