@@ -165,8 +165,18 @@ pub fn messages(ctx: &Ctx, req: &Request) -> Result<Response> {
             id
         }
     };
-    let (rows, has_more, marked, up_to) =
-        db::chat::read_page_and_mark(ctx.db, conversation_id, me.user_id, before_id, limit)?;
+    let read = db::chat::read_page_and_mark(ctx.db, conversation_id, me.user_id, before_id, limit);
+    let (rows, has_more, marked, up_to) = match read.map_err(Error::from) {
+        Ok(done) => done,
+        // The disk is full (or the database busy): still show the page, unmarked; the
+        // messages stay unread until a later read can record it.
+        Err(Error::Unavailable(why)) => {
+            log::warn!("messages: could not mark as read ({why}); serving the page unmarked");
+            let (rows, more) = db::chat::page(ctx.db, conversation_id, before_id, limit)?;
+            (rows, more, 0, None)
+        }
+        Err(e) => return Err(e),
+    };
     if let (true, Some(up_to)) = (marked > 0, up_to) {
         ctx.app
             .hub

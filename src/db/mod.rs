@@ -9,7 +9,9 @@ pub mod users;
 
 use crate::config::SyncMode;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use std::ops::Deref;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// The migrations, in order; migration `i` brings the schema to version `i + 1`.
@@ -87,10 +89,37 @@ pub fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
 }
 
+/// Writers of this process queue here before asking SQLite for its write lock. SQLite's own
+/// wait for a busy lock sleeps and polls (up to 100 ms a try), so a reader's occasional write
+/// (marking messages read, refreshing a session) could lose to the message writer again and
+/// again for a second or more; a mutex hands the lock over in order, at once.
+static WRITE_QUEUE: Mutex<()> = Mutex::new(());
+
+/// A write transaction that holds this process's place in the write queue until it ends.
+pub struct WriteTx<'a> {
+    tx: Transaction<'a>,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl<'a> WriteTx<'a> {
+    pub fn commit(self) -> rusqlite::Result<()> {
+        self.tx.commit()
+    }
+}
+
+impl<'a> Deref for WriteTx<'a> {
+    type Target = Transaction<'a>;
+    fn deref(&self) -> &Transaction<'a> {
+        &self.tx
+    }
+}
+
 /// Starts a short write transaction that takes the write lock at once, so it never fails
-/// half-way with SQLITE_BUSY on upgrade.
-pub fn write_tx(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
-    Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+/// half-way with SQLITE_BUSY on upgrade. Never nest two on one thread.
+pub fn write_tx(conn: &Connection) -> rusqlite::Result<WriteTx<'_>> {
+    let turn = WRITE_QUEUE.lock().unwrap_or_else(|p| p.into_inner());
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    Ok(WriteTx { tx, _turn: turn })
 }
 
 /// Current time as Unix microseconds.
