@@ -652,6 +652,22 @@ fn disk_full_fails_writes_with_503_and_keeps_reads_working() {
     )
     .unwrap();
     assert_eq!(convs.status, 200, "conversations/ on a full disk");
+    // Bob has unread messages: reading them wants a write (the read mark), which cannot be
+    // made; the page is still served, and the messages stay unread.
+    let unread = request(
+        &a,
+        "GET",
+        &format!("{base}/api/messages/?other_username=alice&limit=5"),
+        Some(&bob),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        unread.status, 200,
+        "bob's unread page on a full disk: {}",
+        unread.body
+    );
+    assert_eq!(unread.body["messages"][4]["is_read"], false);
     // A session that wants its periodic refresh must still be able to read.
     let stale_read = request(
         &a,
