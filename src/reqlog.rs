@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-const QUEUE: usize = 65_536;
+/// Entries waiting for the writer. The channel allocates all its slots up front (about
+/// 170 bytes each), so this is kept to what a busy second can queue between two batches.
+const QUEUE: usize = 8_192;
 const BATCH: usize = 1_000;
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);

@@ -430,7 +430,10 @@ fn run_handler(ctx: &Ctx, req: &Request) -> Response {
 }
 
 fn respond(rq: tiny_http::Request, resp: Response) {
-    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
+    // The length is always known: never switch to chunked encoding for large bodies.
+    let mut out = tiny_http::Response::from_data(resp.body)
+        .with_status_code(resp.status)
+        .with_chunked_threshold(usize::MAX);
     for (name, value) in &resp.headers {
         if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
             out.add_header(h);

@@ -46,6 +46,7 @@ impl MessageWriter {
         hub: Arc<Hub>,
     ) -> std::result::Result<(MessageWriter, Vec<JoinHandle<()>>), String> {
         let conn = db::open(&config.db_path, config.sync)?;
+        db::set_cache_kib(&conn, 16 * 1024).map_err(|e| format!("cannot set the cache: {e}"))?;
         let (jobs, rx) = unbounded();
         let (done_tx, done_rx) = unbounded::<Vec<Outcome>>();
         let writer = std::thread::Builder::new()
@@ -109,10 +110,10 @@ fn commit_batch(conn: &Connection, batch: Vec<SendJob>) -> Vec<Outcome> {
 
 /// One insert under a savepoint: on failure only this message is rolled back.
 fn insert_isolated(conn: &Connection, m: &NewMessage) -> Result<SentMessage> {
-    conn.execute_batch("SAVEPOINT send")?;
+    conn.prepare_cached("SAVEPOINT send")?.execute([])?;
     match db::chat::insert_message(conn, m) {
         Ok(sent) => {
-            conn.execute_batch("RELEASE send")?;
+            conn.prepare_cached("RELEASE send")?.execute([])?;
             Ok(sent)
         }
         Err(e) => {

@@ -46,7 +46,7 @@ fn configure(conn: &Connection, sync: SyncMode) -> rusqlite::Result<()> {
         "PRAGMA synchronous = {sync};
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -4000;"
+         PRAGMA cache_size = -2000;"
     ))?;
     conn.set_prepared_statement_cache_capacity(64);
     // Keep each cached statement's plan: without the query-planner stability guarantee,
@@ -112,6 +112,12 @@ impl<'a> Deref for WriteTx<'a> {
     fn deref(&self) -> &Transaction<'a> {
         &self.tx
     }
+}
+
+/// Gives a connection a larger page cache (the message writer's, which touches index pages
+/// all over a large database); the others keep 2 MiB each, as there is one per worker.
+pub fn set_cache_kib(conn: &Connection, kib: u32) -> rusqlite::Result<()> {
+    conn.execute_batch(&format!("PRAGMA cache_size = -{kib};"))
 }
 
 /// Starts a short write transaction that takes the write lock at once, so it never fails
