@@ -31,7 +31,8 @@ fn main() {
         .or_else(|| std::env::var("EVENTS_BENCH_MESSAGES").ok())
         .map(|v| v.parse().expect("MESSAGES must be a number"))
         .unwrap_or(3000);
-    raise_fd_limit();
+    // Two sockets per stream (client and server end, both in this process).
+    whitebeat::server::raise_fd_limit();
 
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = whitebeat::Config::new(dir.path().join("bench.sqlite3"));
@@ -309,20 +310,4 @@ fn vm_rss_kib() -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
-}
-
-/// Two sockets per stream (client and server end, both in this process): lift the soft
-/// limit on open files to the hard one.
-fn raise_fd_limit() {
-    // SAFETY: plain getrlimit/setrlimit on a local struct.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
 }

@@ -212,7 +212,7 @@ fn serve(db: &std::path::Path, sync: SyncMode, argon2: Argon2Cost, a: ServeArgs)
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    raise_fd_limit();
+    whitebeat::server::raise_fd_limit();
     limit_malloc_arenas();
     let mut config = Config::new(db);
     config.bind = a.bind;
@@ -267,22 +267,6 @@ fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
-
-/// Every open connection and event stream is a file descriptor; the usual soft limit of
-/// 1,024 is below what `--max-connections` allows, so raise it to the hard limit.
-fn raise_fd_limit() {
-    #[cfg(unix)]
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
     }
 }
 

@@ -115,6 +115,22 @@ fn limits(config: &Config) -> tiny_http::Limits {
     }
 }
 
+/// Every open connection and event stream is a file descriptor; the usual soft limit of
+/// 1,024 is below what `--max-connections` allows, so raise it to the hard limit.
+pub fn raise_fd_limit() {
+    #[cfg(unix)]
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))

@@ -232,20 +232,19 @@ pub fn send_message(ctx: &Ctx, req: &Request) -> Result<Response> {
         .ok_or_else(|| Error::not_found("User not found"))?;
     // The worker is done here: the writer stores the message with whatever other sends are
     // waiting, and the answer is written on this connection after the commit.
-    let job = SendJob {
-        sender_id: me.user_id,
-        sender: me.username,
-        receiver_id: receiver_user.id,
-        receiver: receiver_user.username,
-        content: content.to_string(),
-        on_done: Box::new(|_| {}),
-    };
+    let (sender_id, sender) = (me.user_id, me.username);
+    let (receiver_id, receiver) = (receiver_user.id, receiver_user.username);
+    let content = content.to_string();
     let writer = ctx.app.writer.clone();
     let mut resp = Response::new(201);
     resp.takeover = Some(Box::new(move |taken: Taken| {
         writer.submit(SendJob {
+            sender_id,
+            sender,
+            receiver_id,
+            receiver,
+            content,
             on_done: Box::new(move |result| taken.respond(sent_response(result))),
-            ..job
         });
     }));
     Ok(resp)

@@ -218,13 +218,6 @@ pub fn read_page_and_mark(
     Ok((rows, more, marked, max_id))
 }
 
-/// A message by id, with usernames.
-pub fn message_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<MessageRow>> {
-    conn.prepare_cached(&format!("{MESSAGE_SELECT} WHERE m.id = ?1"))?
-        .query_row([id], message_from_row)
-        .optional()
-}
-
 /// Messages to or from `user_id` with an id above `after_id`, oldest first (for replaying
 /// what a reconnecting event stream missed).
 pub fn messages_for_user_after(

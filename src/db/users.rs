@@ -223,8 +223,8 @@ pub fn recent(conn: &Connection, limit: i64) -> rusqlite::Result<Vec<User>> {
     rows.collect()
 }
 
-/// Records activity, at most once per `min_gap_us` per user (callers pass the last value
-/// they saw, so a busy client does not write on every request).
+/// Records the user's last activity (called with the session refresh, which runs at most
+/// once a minute per session, so a busy client does not write on every request).
 pub fn touch_activity(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<()> {
     conn.prepare_cached("UPDATE users SET last_activity = ?2 WHERE id = ?1")?
         .execute(rusqlite::params![id, now])?;
