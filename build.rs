@@ -4,5 +4,6 @@
 fn main() {
     println!("cargo:rerun-if-changed=assets");
     println!("cargo:rerun-if-changed=schema.sql");
+    println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed=src/api/openapi.json");
 }

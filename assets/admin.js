@@ -1,7 +1,10 @@
-// admin.js: the /admin dashboard: stat cards, two small SVG charts, recent users with
-// make/remove admin, and the recent request log. Admins only; others see a refusal.
+// admin.js: the /admin dashboard: stat cards, two small SVG charts, the recent request
+// log, and (from accounts.js and invites.js) users and invites. Admins only; others see a
+// refusal.
 import { $, h, s, clear, parseTime } from './dom.js';
 import { api } from './api.js';
+import { wireAccounts, loadAccounts } from './accounts.js';
+import { wireInvites, loadInvites } from './invites.js';
 
 let me = null;
 let wired = false;
@@ -27,6 +30,14 @@ function refuse() {
   $('#admin-dash').hidden = true;
   $('#admin-refusal').hidden = false;
   clear($('#cards'));
+  clear($('#users-table tbody'));
+  clear($('#invites-table tbody'));
+}
+
+function say(text, isError = false) {
+  const msg = $('#admin-msg');
+  msg.textContent = text;
+  msg.classList.toggle('error', isError);
 }
 
 async function load() {
@@ -41,6 +52,7 @@ async function load() {
   $('#admin-refusal').hidden = true;
   $('#admin-dash').hidden = false;
   render(data);
+  await Promise.all([loadAccounts(), loadInvites()]);
 }
 
 function render(d) {
@@ -65,22 +77,6 @@ function render(d) {
   });
   clear($('#chart-growth')).append(chart(d.user_growth, days, 'sign-ups'));
   clear($('#chart-usage')).append(chart(d.api_usage, hours, 'calls'));
-
-  const users = clear($('#users-table tbody'));
-  for (const u of d.recent_users) {
-    const action = u.is_admin
-      ? h('button', { type: 'button', class: 'secondary small', onclick: () => change('remove-admin/', u.username) }, 'Remove admin')
-      : h('button', { type: 'button', class: 'small', onclick: () => change('make-admin/', u.username) }, 'Make admin');
-    action.setAttribute('aria-label', `${u.is_admin ? 'Remove admin' : 'Make admin'}: ${u.username}`);
-    users.append(h('tr', { 'data-user': u.username },
-      h('td', {}, h('strong', { text: u.username }), u.name !== u.username ? h('span', { class: 'muted block', text: u.name }) : null),
-      h('td', { text: u.email }),
-      h('td', { text: u.joined }),
-      h('td', { class: 'num', text: String(u.total_messages) }),
-      h('td', { text: u.status }),
-      h('td', { class: 'role' + (u.is_admin ? ' is-admin' : ''), text: u.is_admin ? 'Admin' : 'User' }),
-      h('td', {}, action)));
-  }
 
   const logs = clear($('#logs-table tbody'));
   for (const l of d.recent_logs) {
@@ -116,24 +112,12 @@ function chart(values, labels, unit) {
   return svg;
 }
 
-async function change(path, target) {
-  const msg = $('#admin-msg');
-  msg.textContent = '';
-  msg.classList.remove('error');
-  try {
-    const r = await api(path, { method: 'POST', body: { target_username: target } });
-    msg.textContent = r.message || 'Done';
-  } catch (e) {
-    msg.textContent = e.message;
-    msg.classList.add('error');
-    if (e.status === 403) return refuse();
-  }
-  await load();
-}
-
 function wire() {
   if (wired) return;
   wired = true;
+  const hooks = { say, refused: refuse };
+  wireAccounts(hooks);
+  wireInvites(hooks);
   $('#admin-refresh').addEventListener('click', () => {
     $('#admin-msg').textContent = '';
     load();

@@ -12,9 +12,30 @@ function show(view) {
   $('#topbar').hidden = !me;
 }
 
+// Asks the server who may sign up and shapes the form: an invite code field (filled from
+// an invite link's ?invite=), or no sign-up button on a closed server.
+async function signupMode() {
+  let mode = 'open';
+  try {
+    mode = (await api('signup/')).mode;
+  } catch (e) {
+    /* assume open; the server refuses with a clear message if not */
+  }
+  const code = new URLSearchParams(location.search).get('invite');
+  $('#invite-field').hidden = mode !== 'invite';
+  if (code) $('#auth-invite').value = code;
+  $('#signup-btn').hidden = mode === 'closed';
+  const note = $('#signup-note');
+  note.hidden = mode === 'open';
+  note.textContent = mode === 'closed'
+    ? 'Sign-up is closed here: ask an admin for an account.'
+    : 'Signing up needs an invite code from an admin.';
+}
+
 function route() {
   if (!me) {
     show('auth-view');
+    signupMode();
     $('#auth-username').focus();
     return;
   }
@@ -65,6 +86,7 @@ async function onAuth(ev, signup) {
   const username = $('#auth-username').value.trim();
   const password = $('#auth-password').value;
   const email = $('#auth-email').value.trim();
+  const invite = $('#auth-invite').value.trim();
   err.textContent = '';
   if (!username || !password) {
     err.textContent = 'Enter a username and a password.';
@@ -74,7 +96,12 @@ async function onAuth(ev, signup) {
   buttons.forEach((b) => (b.disabled = true));
   try {
     if (signup) {
-      await api('signup/', { method: 'POST', body: email ? { username, password, email } : { username, password } });
+      const body = { username, password };
+      if (email) body.email = email;
+      if (invite) body.invite_code = invite;
+      await api('signup/', { method: 'POST', body });
+      // The invite is spent: a reload should not offer it again.
+      if (location.search) history.replaceState(null, '', location.pathname);
     }
     await login(username, password);
   } catch (e) {

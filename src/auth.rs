@@ -97,6 +97,23 @@ pub fn new_token() -> Result<(String, Vec<u8>)> {
     Ok((token, hash))
 }
 
+/// A new invite code: 96 random bits from the OS as 24 lower-case hex digits (short enough
+/// to read out, far too many to guess).
+pub fn new_invite_code() -> Result<String> {
+    random_hex::<12>()
+}
+
+/// A password an admin hands to a user after a reset: 80 random bits, 20 hex digits.
+pub fn new_temporary_password() -> Result<String> {
+    random_hex::<10>()
+}
+
+fn random_hex<const N: usize>() -> Result<String> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| Error::internal(format!("getrandom: {e}")))?;
+    Ok(hex::encode(bytes))
+}
+
 pub fn hash_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }

@@ -31,7 +31,7 @@ pub fn migrate(path: &Path, sync: SyncMode) -> CliResult<i64> {
     db::schema_version(&conn).map_err(|e| e.to_string())
 }
 
-fn user_id(conn: &Connection, username: &str) -> CliResult<i64> {
+pub(crate) fn user_id(conn: &Connection, username: &str) -> CliResult<i64> {
     db::users::find_id(conn, username)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no user named `{username}`"))
@@ -44,6 +44,19 @@ pub fn create_superuser(
     email: &str,
     password: &str,
 ) -> CliResult<i64> {
+    create_account(conn, cost, username, email, password, true, true)
+}
+
+/// Creates an account from the shell (the way in on a closed server).
+pub fn create_account(
+    conn: &Connection,
+    cost: Argon2Cost,
+    username: &str,
+    email: &str,
+    password: &str,
+    is_admin: bool,
+    is_superuser: bool,
+) -> CliResult<i64> {
     let check = |r: crate::error::Result<()>| r.map_err(|e| e.user_message());
     check(auth::validate_username(username))?;
     check(auth::validate_email(email))?;
@@ -55,13 +68,15 @@ pub fn create_superuser(
         username,
         email,
         password_hash: &hash,
-        is_admin: true,
-        is_superuser: true,
+        is_admin,
+        is_superuser,
+        invite_code: None,
         now: db::now_us(),
     };
     db::users::create(conn, &new).map_err(|e| match e {
         CreateUserError::UsernameTaken => format!("username `{username}` is already taken"),
         CreateUserError::EmailTaken => format!("email `{email}` is already in use"),
+        CreateUserError::InviteInvalid => "the invite code is not valid".to_string(),
         CreateUserError::Db(e) => e.to_string(),
     })
 }
@@ -92,7 +107,12 @@ pub fn change_password(
 
 pub fn set_active(conn: &Connection, username: &str, active: bool) -> CliResult {
     let id = user_id(conn, username)?;
-    db::users::set_active(conn, id, active).map_err(|e| e.to_string())
+    match db::users::set_active(conn, id, active).map_err(|e| e.to_string())? {
+        AdminChange::Done => Ok(()),
+        AdminChange::LastAdmin => Err(format!(
+            "`{username}` is the last active admin; make another user admin first"
+        )),
+    }
 }
 
 /// A consistent copy of the live database (safe while the server runs).

@@ -26,6 +26,41 @@ impl std::str::FromStr for SyncMode {
     }
 }
 
+/// Who may create an account through `POST /api/signup/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignupMode {
+    /// Anyone who can reach the server. The default, for a local run.
+    Open,
+    /// Only with a valid invite code from an admin. Recommended for a public server.
+    Invite,
+    /// Nobody: admins create accounts (admin page or command line).
+    Closed,
+}
+
+impl SignupMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignupMode::Open => "open",
+            SignupMode::Invite => "invite",
+            SignupMode::Closed => "closed",
+        }
+    }
+}
+
+impl std::str::FromStr for SignupMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "open" => Ok(SignupMode::Open),
+            "invite" => Ok(SignupMode::Invite),
+            "closed" => Ok(SignupMode::Closed),
+            other => Err(format!(
+                "unknown sign-up mode `{other}` (use open, invite or closed)"
+            )),
+        }
+    }
+}
+
 /// Argon2id cost. The default follows OWASP's password storage guidance
 /// (m = 19 MiB, t = 2, p = 1).
 #[derive(Clone, Copy, Debug)]
@@ -74,6 +109,8 @@ pub struct Config {
     /// Open event streams allowed per user and in all.
     pub max_streams_per_user: usize,
     pub max_streams: usize,
+    /// Who may sign up.
+    pub signup: SignupMode,
 }
 
 impl Config {
@@ -101,6 +138,7 @@ impl Config {
             login_window: Duration::from_secs(15 * 60),
             max_streams_per_user: 8,
             max_streams: 2000,
+            signup: SignupMode::Open,
         }
     }
 }

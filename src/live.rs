@@ -263,6 +263,15 @@ impl Hub {
         self.retain_sessions(|h| h != token_hash);
     }
 
+    /// Closes every stream of a user (deactivated, or their password reset).
+    pub fn close_user(&self, user_id: i64) {
+        let mut inner = self.lock();
+        if let Some(dropped) = inner.streams.get_mut(&user_id).map(std::mem::take) {
+            Self::forget(&mut inner, user_id, dropped);
+        }
+        Self::announce_offline(&mut inner);
+    }
+
     /// Closes the streams whose session no longer passes `valid` (expired, revoked from the
     /// command line, user deactivated).
     pub fn retain_sessions(&self, mut valid: impl FnMut(&[u8]) -> bool) {

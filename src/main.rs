@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use whitebeat::cli::{self, CliResult};
-use whitebeat::config::{default_threads, Argon2Cost, Config, SyncMode};
+use whitebeat::cli_accounts;
+use whitebeat::config::{default_threads, Argon2Cost, Config, SignupMode, SyncMode};
 
 #[derive(Parser)]
 #[command(
@@ -68,10 +69,54 @@ enum Command {
     Activate { username: String },
     /// Write a consistent copy of the database to a new file (safe while serving).
     Backup { destination: PathBuf },
+    /// List every account, active or not.
+    ListUsers {
+        /// Only accounts whose username or email contains this.
+        #[arg(long)]
+        search: Option<String>,
+    },
+    /// Create an account (the way in on a server with `--signup closed`); the password is
+    /// prompted twice, or read as one line from stdin.
+    CreateUser {
+        username: String,
+        /// Email address (default: <username>@whitebeat.com).
+        #[arg(long)]
+        email: Option<String>,
+        /// Put the account in the Admin group.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Manage invite codes for `--signup invite`.
+    #[command(subcommand)]
+    Invite(InviteCommand),
+}
+
+#[derive(Subcommand)]
+enum InviteCommand {
+    /// Create an invite code and print it.
+    Create {
+        /// Sign-ups it allows (0: any number).
+        #[arg(long, default_value_t = 1)]
+        uses: i64,
+        /// Days until it expires (0: never; fractions allowed).
+        #[arg(long, default_value_t = 7.0)]
+        days: f64,
+        /// A note for yourself: who it is for.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// List every invite code and its state.
+    List,
+    /// Revoke an invite code (by code or id); accounts made with it stay.
+    Revoke { code: String },
 }
 
 #[derive(Args)]
 struct ServeArgs {
+    /// Who may sign up: `open` (anyone who can reach the server), `invite` (with a code from
+    /// an admin; recommended for a public server) or `closed` (admins create accounts).
+    #[arg(long, env = "WHITEBEAT_SIGNUP", default_value = "open")]
+    signup: SignupMode,
     /// Address and port to listen on.
     #[arg(long, env = "WHITEBEAT_BIND", default_value = "127.0.0.1:8000")]
     bind: std::net::SocketAddr,
@@ -197,12 +242,49 @@ fn run(cli: Cli) -> CliResult {
             println!("`{username}` is active.");
             Ok(())
         }
+        Command::ListUsers { search } => {
+            let conn = cli::open_db(&cli.db, cli.sync)?;
+            print!("{}", cli_accounts::list_users(&conn, search.as_deref())?);
+            Ok(())
+        }
+        Command::CreateUser {
+            username,
+            email,
+            admin,
+        } => {
+            let conn = cli::open_db(&cli.db, cli.sync)?;
+            let email = email.unwrap_or_else(|| format!("{username}@whitebeat.com"));
+            let password = new_password()?;
+            let id = cli::create_account(&conn, cost, &username, &email, &password, admin, false)?;
+            println!("Account `{username}` created (id {id}).");
+            Ok(())
+        }
+        Command::Invite(command) => invite(&cli::open_db(&cli.db, cli.sync)?, command),
         Command::Backup { destination } => {
             cli::backup(&cli::open_db(&cli.db, cli.sync)?, &destination)?;
             println!("Backup written to {}.", destination.display());
             Ok(())
         }
     }
+}
+
+fn invite(conn: &rusqlite::Connection, command: InviteCommand) -> CliResult {
+    match command {
+        InviteCommand::Create { uses, days, note } => {
+            let invite = cli_accounts::create_invite(conn, uses, days, &note)?;
+            println!("{}", invite.code);
+            eprintln!(
+                "Invite created. Share the code, or the link https://<your server>/?invite={}",
+                invite.code
+            );
+        }
+        InviteCommand::List => print!("{}", cli_accounts::list_invites(conn)?),
+        InviteCommand::Revoke { code } => {
+            cli_accounts::revoke_invite(conn, &code)?;
+            println!("Invite `{code}` revoked.");
+        }
+    }
+    Ok(())
 }
 
 fn serve(db: &std::path::Path, sync: SyncMode, argon2: Argon2Cost, a: ServeArgs) -> CliResult {
@@ -235,6 +317,8 @@ fn serve(db: &std::path::Path, sync: SyncMode, argon2: Argon2Cost, a: ServeArgs)
     config.request_timeout = Duration::from_secs(a.request_timeout.max(1));
     config.max_connections = a.max_connections.max(1);
     config.max_streams_per_user = a.max_streams_per_user;
+    config.signup = a.signup;
+    let signup = a.signup;
     if let Some(dir) = &config.ui_dir {
         if !dir.join("index.html").is_file() {
             return Err(format!("--ui-dir {}: no index.html there", dir.display()));
@@ -247,6 +331,7 @@ fn serve(db: &std::path::Path, sync: SyncMode, argon2: Argon2Cost, a: ServeArgs)
     }
     let handle = whitebeat::serve(config)?;
     println!("White Beat listening on http://{}", handle.addr());
+    log::info!("sign-up is {}", signup.as_str());
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,

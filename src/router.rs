@@ -20,7 +20,7 @@ use Method::{Get, Post};
 pub static ROUTES: &[Route] = &[
     Route {
         path: "/api/signup",
-        methods: &[(Post, api::auth::signup)],
+        methods: &[(Get, api::auth::signup_mode), (Post, api::auth::signup)],
     },
     Route {
         path: "/api/login",
@@ -67,6 +67,30 @@ pub static ROUTES: &[Route] = &[
         methods: &[(Get, api::admin::stats)],
     },
     Route {
+        path: "/api/admin/users",
+        methods: &[(Get, api::accounts::list), (Post, api::accounts::create)],
+    },
+    Route {
+        path: "/api/admin/deactivate",
+        methods: &[(Post, api::accounts::deactivate)],
+    },
+    Route {
+        path: "/api/admin/activate",
+        methods: &[(Post, api::accounts::activate)],
+    },
+    Route {
+        path: "/api/admin/reset-password",
+        methods: &[(Post, api::accounts::reset_password)],
+    },
+    Route {
+        path: "/api/admin/invites",
+        methods: &[(Get, api::invites::list), (Post, api::invites::create)],
+    },
+    Route {
+        path: "/api/admin/invites/revoke",
+        methods: &[(Post, api::invites::revoke)],
+    },
+    Route {
         path: "/api/health",
         methods: &[(Get, api::health::health)],
     },
@@ -91,6 +115,8 @@ const PASSWORD_ROUTES: &[&str] = &[
     "/api/signup",
     "/api/make-admin",
     "/api/remove-admin",
+    "/api/admin/users",
+    "/api/admin/reset-password",
 ];
 
 /// Whether a request target (path and query) goes to the password pool.

@@ -920,7 +920,7 @@ fn unknown_api_paths_are_json_404_and_wrong_methods_405() {
 
     let cases = [
         ("GET", "/api/login/", "POST"),
-        ("GET", "/api/signup", "POST"),
+        ("PUT", "/api/signup", "POST"),
         ("POST", "/api/users/", "GET"),
         ("DELETE", "/api/messages/", "GET"),
         ("PUT", "/api/send-message/", "POST"),

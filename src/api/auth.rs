@@ -2,6 +2,7 @@
 
 use crate::app::{check_identity_field, Ctx};
 use crate::auth::{self, Identity, SESSION_COOKIE};
+use crate::config::SignupMode;
 use crate::db::{self, users::AdminChange, users::CreateUserError, users::NewUser};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
@@ -13,25 +14,61 @@ struct SignupBody {
     username: Option<String>,
     password: Option<String>,
     email: Option<String>,
+    invite_code: Option<String>,
 }
 
-/// # `POST /api/signup/`
-/// Creates an ordinary user. `400` for a missing or invalid field or a taken username or
-/// email. The email defaults to `<username>@whitebeat.com` as in the original.
-pub fn signup(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let body: SignupBody = req.json()?;
-    let (Some(username), Some(password)) = (body.username, body.password) else {
-        return Err(Error::bad_request("Username and password are required"));
-    };
+/// # `GET /api/signup/`
+/// Who may sign up here (`open`, `invite` or `closed`), so the sign-in page can ask for an
+/// invite code or say that accounts come from an admin.
+pub fn signup_mode(ctx: &Ctx, _req: &Request) -> Result<Response> {
+    Response::json(200, &json!({"mode": ctx.app.config.signup.as_str()}))
+}
+
+/// The invite code a sign-up must use up, or `403` when this server's sign-up mode refuses
+/// it. Checked before anything else, so a refused sign-up learns nothing about usernames.
+fn admission(ctx: &Ctx, code: Option<String>) -> Result<Option<String>> {
+    match ctx.app.config.signup {
+        SignupMode::Open => Ok(None),
+        SignupMode::Closed => Err(Error::forbidden(
+            "Sign-up is closed on this server; ask an admin for an account",
+        )),
+        SignupMode::Invite => {
+            let code = code
+                .map(|c| c.trim().to_ascii_lowercase())
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| Error::forbidden("An invite code is needed to sign up here"))?;
+            if code.len() > 128 || !db::invites::is_usable(ctx.db, &code, db::now_us())? {
+                return Err(invite_refused());
+            }
+            Ok(Some(code))
+        }
+    }
+}
+
+fn invite_refused() -> Error {
+    Error::forbidden("This invite code is not valid: it may be used up, expired or revoked")
+}
+
+/// Validates and creates an account (sign-up and the admin page's "create account"):
+/// `400` for a missing or invalid field or a taken username or email, `403` when the invite
+/// is no longer usable. Returns the id, the trimmed username and the email used.
+pub fn register(
+    ctx: &Ctx,
+    username: &str,
+    password: &str,
+    email: Option<String>,
+    is_admin: bool,
+    invite_code: Option<&str>,
+) -> Result<(i64, String, String)> {
     let username = username.trim().to_string();
     if username.is_empty() || password.is_empty() {
         return Err(Error::bad_request("Username and password are required"));
     }
     auth::validate_username(&username)?;
-    auth::validate_password(&password)?;
+    auth::validate_password(password)?;
     // Only a client-given email is checked: the default built from a valid username (which
     // may itself contain `@`) is the original's and must not refuse the sign-up.
-    let email = match body.email.map(|e| e.trim().to_string()) {
+    let email = match email.map(|e| e.trim().to_string()) {
         Some(e) if !e.is_empty() => {
             auth::validate_email(&e)?;
             e
@@ -42,20 +79,43 @@ pub fn signup(ctx: &Ctx, req: &Request) -> Result<Response> {
     if db::users::find_id(ctx.db, &username)?.is_some() {
         return Err(Error::bad_request("Username already exists"));
     }
-    let hash = ctx.app.hasher.hash(&password)?;
+    let hash = ctx.app.hasher.hash(password)?;
     let new = NewUser {
         username: &username,
         email: &email,
         password_hash: &hash,
-        is_admin: false,
+        is_admin,
         is_superuser: false,
+        invite_code,
         now: db::now_us(),
     };
     let user_id = db::users::create(ctx.db, &new).map_err(|e| match e {
         CreateUserError::UsernameTaken => Error::bad_request("Username already exists"),
         CreateUserError::EmailTaken => Error::bad_request("Email already exists"),
+        CreateUserError::InviteInvalid => invite_refused(),
         CreateUserError::Db(e) => e.into(),
     })?;
+    Ok((user_id, username, email))
+}
+
+/// # `POST /api/signup/`
+/// Creates an ordinary user. `403` when the sign-up mode refuses it (closed, or no valid
+/// invite code on an invite-only server); `400` for a missing or invalid field or a taken
+/// username or email. The email defaults to `<username>@whitebeat.com` as in the original.
+pub fn signup(ctx: &Ctx, req: &Request) -> Result<Response> {
+    let body: SignupBody = req.json()?;
+    let invite_code = admission(ctx, body.invite_code)?;
+    let (Some(username), Some(password)) = (body.username, body.password) else {
+        return Err(Error::bad_request("Username and password are required"));
+    };
+    let (user_id, username, email) = register(
+        ctx,
+        &username,
+        &password,
+        body.email,
+        false,
+        invite_code.as_deref(),
+    )?;
     Response::json(
         201,
         &json!({

@@ -1,9 +1,11 @@
 //! The endpoint handlers, grouped as API.md groups them. Each reads like its row of the
 //! contract: parse the input, check who may do it, call the store, build the JSON.
 
+pub mod accounts;
 pub mod admin;
 pub mod auth;
 pub mod health;
+pub mod invites;
 pub mod messages;
 pub mod openapi;
 pub mod users;

@@ -3,6 +3,7 @@
 //! free functions on `&Connection`. Nothing outside `db/` writes SQL.
 
 pub mod chat;
+pub mod invites;
 pub mod sessions;
 pub mod stats;
 pub mod users;
@@ -15,7 +16,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// The migrations, in order; migration `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../schema.sql"),
+    include_str!("../../migrations/002_invites.sql"),
+];
 
 /// The schema version this binary writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

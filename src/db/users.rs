@@ -46,6 +46,8 @@ pub struct NewUser<'a> {
     pub password_hash: &'a str,
     pub is_admin: bool,
     pub is_superuser: bool,
+    /// The invite code the sign-up must use up (invite-only servers).
+    pub invite_code: Option<&'a str>,
     pub now: i64,
 }
 
@@ -53,6 +55,8 @@ pub struct NewUser<'a> {
 pub enum CreateUserError {
     UsernameTaken,
     EmailTaken,
+    /// The invite code is unknown, revoked, expired or used up.
+    InviteInvalid,
     Db(rusqlite::Error),
 }
 
@@ -62,7 +66,8 @@ impl From<rusqlite::Error> for CreateUserError {
     }
 }
 
-/// Inserts a user; the uniqueness checks and the insert share one write transaction.
+/// Inserts a user; the uniqueness checks, the use of the invite and the insert share one
+/// write transaction, so a refused sign-up leaves nothing behind.
 pub fn create(conn: &Connection, u: &NewUser) -> Result<i64, CreateUserError> {
     let tx = super::write_tx(conn)?;
     if find_id(&tx, u.username)?.is_some() {
@@ -74,14 +79,21 @@ pub fn create(conn: &Connection, u: &NewUser) -> Result<i64, CreateUserError> {
     if email_taken {
         return Err(CreateUserError::EmailTaken);
     }
+    let invite_id = match u.invite_code {
+        Some(code) => {
+            Some(super::invites::consume(&tx, code, u.now)?.ok_or(CreateUserError::InviteInvalid)?)
+        }
+        None => None,
+    };
     tx.prepare_cached(
         "INSERT INTO users (username, email, password_hash, is_admin, is_superuser,
-                            last_activity, date_joined)
-         VALUES (:username, :email, :hash, :admin, :superuser, :now, :now)",
+                            last_activity, date_joined, invite_id)
+         VALUES (:username, :email, :hash, :admin, :superuser, :now, :now, :invite)",
     )?
     .execute(named_params! {
         ":username": u.username, ":email": u.email, ":hash": u.password_hash,
         ":admin": u.is_admin, ":superuser": u.is_superuser, ":now": u.now,
+        ":invite": invite_id,
     })?;
     let id = tx.last_insert_rowid();
     super::stats::bump_daily(&tx, u.now, "signups", 1)?;
@@ -109,7 +121,7 @@ pub fn find_id(conn: &Connection, username: &str) -> rusqlite::Result<Option<i64
         .optional()
 }
 
-/// Result of changing a user's Admin-group membership.
+/// Result of changing a user's Admin-group membership or deactivating them.
 #[derive(Debug, PartialEq, Eq)]
 pub enum AdminChange {
     Done,
@@ -117,22 +129,25 @@ pub enum AdminChange {
     LastAdmin,
 }
 
+/// Whether `id` is an active admin and no other active admin exists.
+fn is_last_admin(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT is_admin AND is_active
+                AND NOT EXISTS(SELECT 1 FROM users
+                               WHERE is_admin = 1 AND is_active = 1 AND id != ?1)
+         FROM users WHERE id = ?1",
+    )?
+    .query_row([id], |r| r.get::<_, Option<bool>>(0))
+    .optional()
+    .map(|v| v.flatten().unwrap_or(false))
+}
+
 /// Adds or removes a user from the Admin group. Removing the last admin is refused inside
 /// the same transaction, so two concurrent removals cannot both succeed.
 pub fn set_admin(conn: &Connection, id: i64, admin: bool) -> rusqlite::Result<AdminChange> {
     let tx = super::write_tx(conn)?;
-    if !admin {
-        let others: i64 = tx
-            .prepare_cached(
-                "SELECT COUNT(*) FROM users WHERE is_admin = 1 AND is_active = 1 AND id != ?1",
-            )?
-            .query_row([id], |r| r.get(0))?;
-        let is_admin: bool = tx
-            .prepare_cached("SELECT is_admin FROM users WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))?;
-        if is_admin && others == 0 {
-            return Ok(AdminChange::LastAdmin);
-        }
+    if !admin && is_last_admin(&tx, id)? {
+        return Ok(AdminChange::LastAdmin);
     }
     tx.prepare_cached("UPDATE users SET is_admin = ?2 WHERE id = ?1")?
         .execute(rusqlite::params![id, admin])?;
@@ -150,16 +165,73 @@ pub fn set_password(conn: &Connection, id: i64, hash: &str) -> rusqlite::Result<
     tx.commit()
 }
 
-/// Activates or deactivates a user; deactivation revokes their sessions.
-pub fn set_active(conn: &Connection, id: i64, active: bool) -> rusqlite::Result<()> {
+/// Activates or deactivates a user; deactivation revokes their sessions in the same
+/// transaction and keeps their messages. Deactivating the last active admin is refused, so
+/// the server always keeps someone who can administer it.
+pub fn set_active(conn: &Connection, id: i64, active: bool) -> rusqlite::Result<AdminChange> {
     let tx = super::write_tx(conn)?;
+    if !active && is_last_admin(&tx, id)? {
+        return Ok(AdminChange::LastAdmin);
+    }
     tx.prepare_cached("UPDATE users SET is_active = ?2 WHERE id = ?1")?
         .execute(rusqlite::params![id, active])?;
     if !active {
         tx.prepare_cached("DELETE FROM sessions WHERE user_id = ?1")?
             .execute([id])?;
     }
-    tx.commit()
+    tx.commit()?;
+    Ok(AdminChange::Done)
+}
+
+/// One account as the admin page and `whitebeat list-users` show it.
+#[derive(Debug)]
+pub struct AccountRow {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub is_active: bool,
+    pub is_admin: bool,
+    pub date_joined: i64,
+    pub last_activity: i64,
+    pub message_count: i64,
+}
+
+/// Every account, active or not, by username; optionally those whose username or email
+/// contains `search` (case-insensitive). Also the number of matches, for paging.
+pub fn accounts(
+    conn: &Connection,
+    search: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> rusqlite::Result<(Vec<AccountRow>, i64)> {
+    let pattern = search.map(|p| format!("%{}%", escape_like(p)));
+    let filter = "(:pattern IS NULL OR username LIKE :pattern ESCAPE '\\'
+                   OR email LIKE :pattern ESCAPE '\\')";
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT COUNT(*) FROM users WHERE {filter}"))?
+        .query_row(named_params! {":pattern": pattern}, |r| r.get(0))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT id, username, email, is_active, is_admin, date_joined, last_activity,
+                message_count
+         FROM users WHERE {filter}
+         ORDER BY username LIMIT :limit OFFSET :offset"
+    ))?;
+    let rows = stmt.query_map(
+        named_params! {":pattern": pattern, ":limit": limit, ":offset": offset},
+        |r| {
+            Ok(AccountRow {
+                id: r.get(0)?,
+                username: r.get(1)?,
+                email: r.get(2)?,
+                is_active: r.get(3)?,
+                is_admin: r.get(4)?,
+                date_joined: r.get(5)?,
+                last_activity: r.get(6)?,
+                message_count: r.get(7)?,
+            })
+        },
+    )?;
+    Ok((rows.collect::<rusqlite::Result<_>>()?, total))
 }
 
 /// What `users/` shows of someone.
