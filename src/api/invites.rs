@@ -73,8 +73,7 @@ pub fn limits(
         Some(_) => return Err(Error::bad_request("max_uses must be 0 to 1000000")),
     };
     let expires_at = match expires_in_days {
-        None => None,
-        Some(d) if d == 0.0 => None,
+        None | Some(0.0) => None,
         Some(d) if d.is_finite() && d > 0.0 && d <= 3650.0 => {
             Some(now + (d * DAY_US as f64) as i64)
         }
