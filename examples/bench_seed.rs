@@ -163,6 +163,7 @@ fn run() -> Result<(), String> {
             password_hash: &hash,
             is_admin: false,
             is_superuser: false,
+            invite_code: None,
             now,
         };
         let id = db::users::create(&conn, &new).map_err(|e| format!("create {name}: {e:?}"))?;
