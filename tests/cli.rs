@@ -121,7 +121,8 @@ fn migrate_twice_succeeds() {
     let first = run(whitebeat(&db).arg("migrate"));
     assert_ok(&first);
     assert!(db.exists());
-    assert!(stdout(&first).contains("version 1"), "{}", stdout(&first));
+    let version = format!("version {}", whitebeat::db::SCHEMA_VERSION);
+    assert!(stdout(&first).contains(&version), "{}", stdout(&first));
     let second = run(whitebeat(&db).arg("migrate"));
     assert_ok(&second);
     let conn = rusqlite::Connection::open(&db).unwrap();

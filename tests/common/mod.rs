@@ -2,6 +2,8 @@
 //! `127.0.0.1:0` with a fresh temporary database, and speaks HTTP to it.
 #![allow(dead_code)]
 
+pub mod bin;
+
 use serde_json::Value;
 use std::time::Duration;
 use whitebeat::config::Argon2Cost;

@@ -1,0 +1,139 @@
+//! Running the built `whitebeat` binary from tests: a command with cheap Argon2 and no
+//! inherited configuration, a deadline on every run, and a real `serve` process whose
+//! address is read from its first line.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_whitebeat");
+
+/// The binary on database `db`, with cheap Argon2 and no inherited `WHITEBEAT_*` settings.
+pub fn whitebeat(db: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("--db").arg(db);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WHITEBEAT_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("WHITEBEAT_ARGON2_MEMORY_KIB", "64")
+        .env("WHITEBEAT_ARGON2_ITERATIONS", "1")
+        .env("WHITEBEAT_LOG", "warn")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Runs a command to completion (30 s at most) and returns its output.
+pub fn run(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("command did not finish in 30 s; stderr: {}", stderr(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Runs a command with `input` on its stdin.
+pub fn run_with_stdin(cmd: &mut Command, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "expected success, got {:?}; stdout: {} stderr: {}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// A failure whose one line on stderr mentions `needle`.
+pub fn assert_one_line_error(o: &Output, needle: &str) {
+    assert!(
+        !o.status.success(),
+        "expected failure; stdout: {}",
+        stdout(o)
+    );
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected, got: {err:?}");
+    assert!(
+        lines[0].to_lowercase().contains(&needle.to_lowercase()),
+        "{needle:?} not in {:?}",
+        lines[0]
+    );
+}
+
+/// A `whitebeat serve` process; killed when dropped.
+pub struct ServeProcess {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `serve` on 127.0.0.1:0 with extra arguments and waits for its address.
+pub fn serve(db: &Path, args: &[&str]) -> ServeProcess {
+    let mut child = whitebeat(db)
+        .args(["serve", "--bind", "127.0.0.1:0", "--threads", "2"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(out).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+    let Some(addr) = line.trim().strip_prefix("White Beat listening on ") else {
+        let _ = child.kill();
+        panic!("serve did not start: {line:?}");
+    };
+    ServeProcess {
+        base: addr.to_string(),
+        child,
+    }
+}
