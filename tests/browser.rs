@@ -1,7 +1,7 @@
 //! The embedded web UI: how it is served (size, headers, content types, caching, no path
 //! escapes), and what people do with it in a real headless Chromium driven over WebDriver:
-//! two users chatting live, older pages, the phone layout, the admin page, and the
-//! "server unreachable" banner. Browser tests skip loudly where no browser is installed,
+//! two users chatting live, older pages, the phone layout, the admin page, invites and
+//! account administration, and the "server unreachable" banner. Browser tests skip loudly where no browser is installed,
 //! and fail there when `CI` is set.
 
 mod common;
@@ -723,6 +723,109 @@ fn admin_page_shows_stats_and_changes_admins() {
     assert_eq!(count(&b, "#cards .stat"), 0);
     assert_eq!(count(&b, "#users-table tbody tr"), 0);
     no_page_errors(&b, "root/frank");
+}
+
+#[test]
+fn admin_invites_someone_by_link_then_resets_and_deactivates_them() {
+    if !webdriver::browser_available() {
+        return;
+    }
+    let _one = one_at_a_time();
+    let s = common::start_with(|c| c.signup = whitebeat::config::SignupMode::Invite);
+    s.admin("root");
+
+    // The admin makes an invite on the admin page and gets a link to send.
+    let admin = Browser::launch(1200, 1000);
+    admin.goto(&s.base);
+    submit_auth(&admin, "root", "password123", false);
+    wait_visible(&admin, "#nav-admin");
+    admin.click_css("#nav-admin");
+    wait_visible(&admin, "#invite-form");
+    wait_text(
+        &admin,
+        "#signup-mode",
+        "Sign-up needs an invite: create a code below and send its link.",
+        WAIT,
+    );
+    admin.type_into("#invite-note", "for Nina");
+    admin.click_css("#invite-form button[type=submit]");
+    wait_visible(&admin, "#new-invite-link");
+    let link = admin
+        .eval("document.querySelector('#new-invite-link').value")
+        .as_str()
+        .unwrap()
+        .to_string();
+    let code = link.rsplit('=').next().unwrap().to_string();
+    assert_eq!(link, format!("{}/?invite={code}", s.base));
+    wait_text(
+        &admin,
+        &format!(r#"#invites-table tr[data-code="{code}"] .state"#),
+        "usable",
+        WAIT,
+    );
+
+    // The invitee opens the link: the code is filled in, and signing up works.
+    let nina = Browser::launch(1000, 800);
+    nina.goto(&link);
+    wait_visible(&nina, "#invite-field");
+    assert_eq!(
+        nina.eval("document.querySelector('#auth-invite').value"),
+        json!(code)
+    );
+    submit_auth(&nina, "nina", "password123", true);
+    wait_visible(&nina, "#chat-view");
+    wait_text(&nina, "#me-name", "nina", WAIT);
+    assert_eq!(
+        nina.eval("location.search"),
+        json!(""),
+        "the spent code leaves the URL"
+    );
+
+    // The admin sees her account and the spent invite.
+    admin.click_css("#admin-refresh");
+    let row = r#"#users-table tr[data-user="nina"]"#;
+    wait_text(&admin, &format!("{row} .state"), "Active", WAIT);
+    wait_text(
+        &admin,
+        &format!(r#"#invites-table tr[data-code="{code}"] .state"#),
+        "used up",
+        WAIT,
+    );
+
+    // A password reset shows the generated password once; it works.
+    admin.click_css(&format!("{row} button.reset"));
+    admin.wait_until(WAIT, "the new password", || {
+        text(&admin, "#admin-msg").is_some_and(|t| t.contains("New password: "))
+    });
+    let msg = text(&admin, "#admin-msg").unwrap();
+    let password = msg
+        .rsplit("New password: ")
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(s.login("nina", &password).status, 200, "{msg}");
+
+    // Deactivated: the row says so and she cannot log in; reactivated, she can.
+    admin.click_css(&format!("{row} .actions button:nth-child(2)"));
+    wait_text(&admin, &format!("{row} .state"), "Inactive", WAIT);
+    assert_eq!(s.login("nina", &password).status, 401);
+    admin.screenshot(&screenshots().join("admin-accounts.png"));
+    nina.goto(&s.base);
+    wait_visible(&nina, "#auth-form");
+    admin.click_css(&format!("{row} .actions button:nth-child(2)"));
+    wait_text(&admin, &format!("{row} .state"), "Active", WAIT);
+    assert_eq!(s.login("nina", &password).status, 200);
+    no_page_errors(&admin, "root");
+    no_page_errors(&nina, "nina");
+
+    // On a closed server the sign-in page offers no sign-up.
+    let closed = common::start_with(|c| c.signup = whitebeat::config::SignupMode::Closed);
+    nina.goto(&closed.base);
+    wait_visible(&nina, "#signup-note");
+    assert!(!visible(&nina, "#signup-btn"));
+    assert!(!visible(&nina, "#invite-field"));
+    assert!(text(&nina, "#signup-note").unwrap().contains("closed"));
 }
 
 #[test]
