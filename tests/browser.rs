@@ -1,8 +1,8 @@
 //! The embedded web UI: how it is served (size, headers, content types, caching, no path
 //! escapes), and what people do with it in a real headless Chromium driven over WebDriver:
 //! two users chatting live, older pages, the phone layout, the admin page, invites and
-//! account administration, and the "server unreachable" banner. Browser tests skip loudly where no browser is installed,
-//! and fail there when `CI` is set.
+//! account administration, and the "server unreachable" banner. Browser tests skip loudly
+//! where no browser is installed, and fail there when `CI` is set.
 
 mod common;
 mod webdriver;
