@@ -1,12 +1,14 @@
-//! Who is asking: Argon2id password hashing on a bounded pool, session tokens (random from
-//! the OS, stored hashed), authentication of a request by bearer token or cookie, and login
-//! throttling per account and per client address.
+//! Who is asking: Argon2id password hashing on a bounded pool (and verification of the
+//! Django original's PBKDF2 hashes, kept as imported until their owner's next login),
+//! session tokens (random from the OS, stored hashed), authentication of a request by bearer
+//! token or cookie, and login throttling per account and per client address.
 
 use crate::app::Ctx;
 use crate::config::Argon2Cost;
 use crate::db;
 use crate::error::{Error, Result};
 use crate::http::Request;
+use base64::Engine;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -18,6 +20,80 @@ pub const SESSION_COOKIE: &str = "whitebeat_session";
 pub const MIN_PASSWORD_LEN: usize = 8;
 /// Session expiry and user activity are written at most this often per session.
 const TOUCH_EVERY_US: i64 = 60_000_000;
+/// How Django's `PBKDF2PasswordHasher` (its default) marks what it stores:
+/// `pbkdf2_sha256$<iterations>$<salt>$<base64 of the 32-byte derived key>`.
+const DJANGO_PBKDF2_PREFIX: &str = "pbkdf2_sha256$";
+/// The most PBKDF2 iterations a stored hash may ask for. Django 4.2 uses 600,000; the cap
+/// keeps a crafted row from making one login burn a core for minutes.
+pub const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+
+/// What kind of stored password hash a row holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashKind {
+    /// Ours: verified with rust-argon2.
+    Argon2,
+    /// A well-formed Django PBKDF2-SHA256 hash, within the iteration cap.
+    DjangoPbkdf2,
+    /// Anything else: Django's unusable passwords (`!...`), other Django hashers (`argon2$`,
+    /// `bcrypt_sha256$`, ...), malformed or over-costly PBKDF2. Never matches a password.
+    Unsupported,
+}
+
+pub fn hash_kind(stored: &str) -> HashKind {
+    if stored.starts_with("$argon2") {
+        HashKind::Argon2
+    } else if parse_django_pbkdf2(stored).is_some() {
+        HashKind::DjangoPbkdf2
+    } else {
+        HashKind::Unsupported
+    }
+}
+
+/// The parts of a Django PBKDF2-SHA256 hash.
+struct DjangoPbkdf2<'a> {
+    iterations: u32,
+    salt: &'a str,
+    derived: Vec<u8>,
+}
+
+fn parse_django_pbkdf2(stored: &str) -> Option<DjangoPbkdf2<'_>> {
+    let rest = stored.strip_prefix(DJANGO_PBKDF2_PREFIX)?;
+    // Django splits on the first three `$`; its salts never contain one.
+    let mut parts = rest.splitn(3, '$');
+    let (iterations, salt, hash) = (parts.next()?, parts.next()?, parts.next()?);
+    if iterations.is_empty() || !iterations.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let iterations: u32 = iterations.parse().ok()?;
+    if !(1..=MAX_PBKDF2_ITERATIONS).contains(&iterations) || salt.is_empty() {
+        return None;
+    }
+    let derived = base64::engine::general_purpose::STANDARD
+        .decode(hash)
+        .ok()?;
+    // Django derives SHA-256's own length and compares the whole encoding, so any other
+    // length never matched there either.
+    (derived.len() == 32).then_some(DjangoPbkdf2 {
+        iterations,
+        salt,
+        derived,
+    })
+}
+
+/// Checks a password against a Django PBKDF2-SHA256 hash, comparing in constant time.
+fn verify_django_pbkdf2(stored: &str, password: &str) -> bool {
+    let Some(h) = parse_django_pbkdf2(stored) else {
+        return false;
+    };
+    let mut derived = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<Sha256>(
+        password.as_bytes(),
+        h.salt.as_bytes(),
+        h.iterations,
+        &mut derived,
+    );
+    bool::from(derived.as_slice().ct_eq(&h.derived))
+}
 
 /// Argon2id hashing. At most `permits` hashes run at once, so a storm of logins cannot take
 /// every core (and every byte of its 19 MiB per hash) away from chat traffic.
@@ -80,11 +156,27 @@ impl PasswordHasher {
             .map_err(|e| Error::internal(format!("argon2: {e}")))
     }
 
-    /// Checks a password against a stored hash; `None` (unknown user) still does the work.
+    /// Checks a password against a stored hash (ours, or an imported Django one); `None`
+    /// (unknown user) and a hash that can never match still do the work of a verification,
+    /// so the answer takes as long whoever asks.
     pub fn verify(&self, stored: Option<&str>, password: &str) -> bool {
-        let encoded = stored.unwrap_or(&self.dummy_hash);
-        let ok = self.with_permit(|| argon2::verify_encoded(encoded, password.as_bytes()));
-        stored.is_some() && ok.unwrap_or(false)
+        let kind = stored.map_or(HashKind::Unsupported, hash_kind);
+        self.with_permit(|| match (kind, stored) {
+            (HashKind::Argon2, Some(encoded)) => {
+                argon2::verify_encoded(encoded, password.as_bytes()).unwrap_or(false)
+            }
+            (HashKind::DjangoPbkdf2, Some(encoded)) => verify_django_pbkdf2(encoded, password),
+            _ => {
+                let _ = argon2::verify_encoded(&self.dummy_hash, password.as_bytes());
+                false
+            }
+        })
+    }
+
+    /// Whether a hash that just verified should be replaced by a fresh Argon2id one (an
+    /// imported Django hash, at its owner's first login here).
+    pub fn needs_rehash(stored: &str) -> bool {
+        hash_kind(stored) != HashKind::Argon2
     }
 }
 
@@ -339,5 +431,69 @@ mod tests {
             Some(false)
         );
         assert!(h.dummy_hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+    }
+
+    /// Made by Django's way with Python: `hashlib.pbkdf2_hmac("sha256", password, salt,
+    /// 1000)`, base64 of the 32 derived bytes.
+    const DJANGO_VECTOR: &str = "pbkdf2_sha256$1000$Fr3shSaltFr0mDjang0xyz$\
+                                 wDRO9MWnIuCJILMTsZsKS8Pea+6EzsgGBDXPHhU9mpI=";
+
+    #[test]
+    fn django_pbkdf2_hashes_verify_and_want_a_rehash() {
+        let h = PasswordHasher::new(
+            Argon2Cost {
+                memory_kib: 64,
+                iterations: 1,
+            },
+            1,
+        );
+        assert_eq!(hash_kind(DJANGO_VECTOR), HashKind::DjangoPbkdf2);
+        assert!(h.verify(Some(DJANGO_VECTOR), "correct horse battery staple"));
+        assert!(!h.verify(Some(DJANGO_VECTOR), "correct horse battery stapl"));
+        assert!(!h.verify(Some(DJANGO_VECTOR), ""));
+        assert!(PasswordHasher::needs_rehash(DJANGO_VECTOR));
+        let ours = h.hash("correct horse battery staple").unwrap();
+        assert!(!PasswordHasher::needs_rehash(&ours));
+    }
+
+    #[test]
+    fn unsupported_and_malformed_hashes_never_match() {
+        let h = PasswordHasher::new(
+            Argon2Cost {
+                memory_kib: 64,
+                iterations: 1,
+            },
+            1,
+        );
+        let good_tail = "$Fr3shSaltFr0mDjang0xyz$wDRO9MWnIuCJILMTsZsKS8Pea+6EzsgGBDXPHhU9mpI=";
+        let over_cap = format!("pbkdf2_sha256${}{good_tail}", MAX_PBKDF2_ITERATIONS + 1);
+        let bad = [
+            "",
+            "!",
+            "!Yx3vq0J2kU9yS0FqP1ZbN4sWm8TcR6hLeD5gA7oB",
+            "argon2$argon2id$v=19$m=102400,t=2,p=8$c29tZXNhbHQ$aGFzaGhhc2hoYXNo",
+            "bcrypt_sha256$$2b$12$abcdefghijklmnopqrstuuXyZ",
+            "pbkdf2_sha1$1000$salt$aGFzaA==",
+            "md5$salt$5f4dcc3b5aa765d61d8327deb882cf99",
+            "pbkdf2_sha256$",
+            "pbkdf2_sha256$1000",
+            "pbkdf2_sha256$1000$salt",
+            "pbkdf2_sha256$0$Fr3shSaltFr0mDjang0xyz$wDRO9MWnIuCJILMTsZsKS8Pea+6EzsgGBDXPHhU9mpI=",
+            "pbkdf2_sha256$-5$Fr3shSaltFr0mDjang0xyz$wDRO9MWnIuCJILMTsZsKS8Pea+6EzsgGBDXPHhU9mpI=",
+            "pbkdf2_sha256$+1000$Fr3shSaltFr0mDjang0xyz$wDRO9MWnIuCJILMTsZsKS8Pea+6EzsgGBDXPHhU9mpI=",
+            "pbkdf2_sha256$99999999999999999999$s$wDRO9MWnIuCJILMTsZsKS8Pea+6EzsgGBDXPHhU9mpI=",
+            "pbkdf2_sha256$1000$$wDRO9MWnIuCJILMTsZsKS8Pea+6EzsgGBDXPHhU9mpI=",
+            "pbkdf2_sha256$1000$Fr3shSaltFr0mDjang0xyz$not base64!",
+            "pbkdf2_sha256$1000$Fr3shSaltFr0mDjang0xyz$aGFzaA==",
+            &over_cap,
+        ];
+        for stored in bad {
+            assert_eq!(hash_kind(stored), HashKind::Unsupported, "{stored}");
+            assert!(
+                !h.verify(Some(stored), "correct horse battery staple"),
+                "{stored}"
+            );
+            assert!(!h.verify(Some(stored), ""), "{stored}");
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod import_django;
 pub mod live;
 pub mod reqlog;
 pub mod router;

@@ -69,6 +69,12 @@ enum Command {
     Activate { username: String },
     /// Write a consistent copy of the database to a new file (safe while serving).
     Backup { destination: PathBuf },
+    /// Copy users, admins, conversations and messages from the original Django app's
+    /// db.sqlite3 into an empty database, in one transaction; old passwords keep working.
+    ImportDjango {
+        /// The Django app's SQLite database (only read).
+        source: PathBuf,
+    },
     /// List every account, active or not.
     ListUsers {
         /// Only accounts whose username or email contains this.
@@ -263,6 +269,23 @@ fn run(cli: Cli) -> CliResult {
         Command::Backup { destination } => {
             cli::backup(&cli::open_db(&cli.db, cli.sync)?, &destination)?;
             println!("Backup written to {}.", destination.display());
+            Ok(())
+        }
+        Command::ImportDjango { source } => {
+            let report = whitebeat::import_django::import(&source, &cli.db, cli.sync)?;
+            for warning in &report.warnings {
+                eprintln!("warning: {warning}");
+            }
+            let plural = whitebeat::import_django::plural;
+            println!(
+                "Imported from {} into {}: {} ({}), {}, {}.",
+                source.display(),
+                cli.db.display(),
+                plural(report.users, "user"),
+                plural(report.admins, "admin"),
+                plural(report.conversations, "conversation"),
+                plural(report.messages, "message"),
+            );
             Ok(())
         }
     }

@@ -1,7 +1,7 @@
 //! Accounts and sessions: sign-up, login, logout, and Admin-group membership.
 
 use crate::app::{check_identity_field, Ctx};
-use crate::auth::{self, Identity, SESSION_COOKIE};
+use crate::auth::{self, Identity, PasswordHasher, SESSION_COOKIE};
 use crate::config::SignupMode;
 use crate::db::{self, users::AdminChange, users::CreateUserError, users::NewUser};
 use crate::error::{Error, Result};
@@ -146,7 +146,8 @@ fn groups(is_admin: bool) -> Vec<&'static str> {
 /// # `POST /api/login/`
 /// Checks the password (one Argon2 verification whether or not the user exists), opens a
 /// session and returns the original's fields plus `token` and `is_admin`, and sets the
-/// session cookie. `429` when the account or the address has failed too often.
+/// session cookie. `429` when the account or the address has failed too often. A password
+/// imported from the Django original (PBKDF2) is replaced by an Argon2id hash here.
 pub fn login(ctx: &Ctx, req: &Request) -> Result<Response> {
     let body: LoginBody = req.json()?;
     let (Some(username), Some(password)) = (body.username, body.password) else {
@@ -170,6 +171,17 @@ pub fn login(ctx: &Ctx, req: &Request) -> Result<Response> {
         }
     };
     throttle.record_success(&username, req.client_ip);
+    // Hashed before the write lock is taken; a failure only postpones the upgrade to the
+    // next login, it does not refuse this one.
+    let upgraded = if PasswordHasher::needs_rehash(&user.password_hash) {
+        ctx.app
+            .hasher
+            .hash(&password)
+            .map_err(|e| log::warn!("could not upgrade the password hash of {}: {e}", user.id))
+            .ok()
+    } else {
+        None
+    };
 
     let (token, token_hash) = auth::new_token()?;
     let idle = ctx.app.config.session_idle;
@@ -177,6 +189,9 @@ pub fn login(ctx: &Ctx, req: &Request) -> Result<Response> {
     let tx = db::write_tx(ctx.db)?;
     db::sessions::create(&tx, &token_hash, user.id, now, idle.as_micros() as i64)?;
     db::users::touch_activity(&tx, user.id, now)?;
+    if let Some(new_hash) = &upgraded {
+        db::users::upgrade_password_hash(&tx, user.id, &user.password_hash, new_hash)?;
+    }
     tx.commit()?;
     ctx.set_identity(Identity {
         user_id: user.id,

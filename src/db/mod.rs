@@ -3,6 +3,8 @@
 //! free functions on `&Connection`. Nothing outside `db/` writes SQL.
 
 pub mod chat;
+pub mod django;
+pub mod import;
 pub mod invites;
 pub mod sessions;
 pub mod stats;

@@ -165,6 +165,23 @@ pub fn set_password(conn: &Connection, id: i64, hash: &str) -> rusqlite::Result<
     tx.commit()
 }
 
+/// Replaces a hash that was just verified by a stronger one without ending any session
+/// (an imported Django hash, upgraded at login). Only if the row still holds `old`, so a
+/// password change that raced the login is never undone. Returns whether it was replaced.
+pub fn upgrade_password_hash(
+    conn: &Connection,
+    id: i64,
+    old: &str,
+    new: &str,
+) -> rusqlite::Result<bool> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE users SET password_hash = :new WHERE id = :id AND password_hash = :old",
+        )?
+        .execute(named_params! {":id": id, ":old": old, ":new": new})?;
+    Ok(changed == 1)
+}
+
 /// Activates or deactivates a user; deactivation revokes their sessions in the same
 /// transaction and keeps their messages. Deactivating the last active admin is refused, so
 /// the server always keeps someone who can administer it.
