@@ -56,6 +56,7 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
     let (log, log_thread) = reqlog::start(&config, hub.clone())?;
     let (writer, writer_threads) = MessageWriter::start(&config, hub.clone())?;
     let threads = config.threads.max(1);
+    log_proxy_settings(&config);
     let app = Arc::new(App::new(config, log, hub, writer));
     let stopping = Arc::new(AtomicBool::new(false));
 
@@ -96,6 +97,28 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
         // Joined in this order: the writer's pending answers still log requests.
         background: writer_threads.into_iter().chain([log_thread]).collect(),
     })
+}
+
+/// What a deployment behind a proxy most often gets wrong, said once at start-up.
+fn log_proxy_settings(config: &Config) {
+    match &config.public_url {
+        Some(url) => log::info!(
+            "public URL {url} (session cookie {}; its origin may call the API)",
+            if config.secure_cookie() {
+                "Secure"
+            } else {
+                "not Secure"
+            }
+        ),
+        None if config.cookie_secure => log::info!("session cookie Secure"),
+        None => {}
+    }
+    if !config.trusted_proxies.is_empty() {
+        log::info!(
+            "client addresses from X-Forwarded-For of trusted proxies {}",
+            config.trusted_proxies.describe()
+        );
+    }
 }
 
 /// The accept-side protections (see vendor/tiny_http/PATCHES.md): idle and slow
@@ -251,20 +274,19 @@ fn header_pairs(rq: &tiny_http::Request) -> Vec<(String, String)> {
         .collect()
 }
 
-fn client_ip(config: &Config, peer: Option<&SocketAddr>, headers: &[(String, String)]) -> IpAddr {
-    let peer_ip = peer
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    if !config.trust_proxy {
-        return peer_ip;
-    }
-    // The proxy appends the address it saw last; that is the only entry it vouches for.
-    headers
+/// The TCP peer's address (a Unix-socket or test peer without one counts as loopback).
+fn peer_ip(peer: Option<&SocketAddr>) -> IpAddr {
+    peer.map(|a| a.ip().to_canonical())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// The client's address: the peer's, or what a trusted proxy forwarded (see `proxy.rs`).
+fn client_ip(config: &Config, peer: IpAddr, headers: &[(String, String)]) -> IpAddr {
+    let forwarded = headers
         .iter()
-        .find(|(k, _)| k == "x-forwarded-for")
-        .and_then(|(_, v)| v.rsplit(',').next())
-        .and_then(|ip| ip.trim().parse().ok())
-        .unwrap_or(peer_ip)
+        .filter(|(k, _)| k == "x-forwarded-for")
+        .map(|(_, v)| v.as_str());
+    config.trusted_proxies.client_ip(peer, forwarded)
 }
 
 fn read_body(rq: &mut tiny_http::Request, limit: usize) -> Result<Vec<u8>, Error> {
@@ -285,7 +307,7 @@ fn read_body(rq: &mut tiny_http::Request, limit: usize) -> Result<Vec<u8>, Error
 /// CORS headers for an allowed `Origin` (never `*`: credentials are allowed).
 pub fn cors_headers(config: &Config, req: &Request) -> Vec<(String, String)> {
     match req.header("origin") {
-        Some(origin) if config.cors_origins.iter().any(|o| o == origin) => vec![
+        Some(origin) if config.allows_origin(origin) => vec![
             ("Access-Control-Allow-Origin".into(), origin.to_string()),
             ("Access-Control-Allow-Credentials".into(), "true".into()),
             ("Vary".into(), "Origin".into()),
@@ -321,7 +343,8 @@ fn handle(app: &App, conn: &Connection, mut rq: tiny_http::Request) {
     let started = Instant::now();
     let method = Method::parse(rq.method().as_str());
     let headers = header_pairs(&rq);
-    let ip = client_ip(&app.config, rq.remote_addr(), &headers);
+    let peer = peer_ip(rq.remote_addr());
+    let ip = client_ip(&app.config, peer, &headers);
     let target = rq.url().to_string();
 
     let parsed = Request::parse_target(&target);
