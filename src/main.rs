@@ -45,8 +45,36 @@ struct Cli {
         global = true
     )]
     argon2_iterations: u32,
+    /// What goes to stderr: `info` includes one line per request, `warn` only problems.
+    /// WHITEBEAT_LOG, an env_logger filter such as `info,whitebeat::access=off`, still sets
+    /// levels per module; this sets the overall level [default: info].
+    #[arg(long, env = "WHITEBEAT_LOG_LEVEL", global = true)]
+    log_level: Option<LogLevel>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl From<LogLevel> for log::LevelFilter {
+    fn from(l: LogLevel) -> Self {
+        match l {
+            LogLevel::Off => log::LevelFilter::Off,
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -147,10 +175,8 @@ struct SuperuserArgs {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::new().filter_or("WHITEBEAT_LOG", "info"))
-        .format_target(false)
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_level);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -158,6 +184,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Info by default; WHITEBEAT_LOG's directives on top; `--log-level`, when given, sets the
+/// overall level last (so it wins over a bare level in WHITEBEAT_LOG, while its per-module
+/// directives stay).
+fn init_logging(level: Option<LogLevel>) {
+    let mut builder = env_logger::Builder::new();
+    builder.filter_level(log::LevelFilter::Info);
+    if let Ok(spec) = std::env::var("WHITEBEAT_LOG") {
+        builder.parse_filters(&spec);
+    }
+    if let Some(level) = level {
+        builder.filter_level(level.into());
+    }
+    builder.format_target(false).init();
 }
 
 fn run(cli: Cli) -> CliResult {

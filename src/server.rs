@@ -2,13 +2,15 @@
 //! connection), the per-request pipeline (parse, CORS, body limit, route, catch panics,
 //! log), and graceful shutdown.
 
+use crate::access::Access;
 use crate::app::{App, Ctx};
 use crate::assets;
 use crate::config::Config;
 use crate::db::{self, stats::LogEntry};
 use crate::error::Error;
-use crate::http::{Method, Request, Response, Taken};
+use crate::http::{Done, Method, Request, Response, Taken};
 use crate::live::Hub;
+use crate::metrics::{self, Metrics};
 use crate::reqlog;
 use crate::router;
 use crate::writer::MessageWriter;
@@ -53,11 +55,12 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
     let http = Arc::new(http);
 
     let hub = Arc::new(Hub::new(config.max_streams, config.max_streams_per_user));
+    let metrics = Arc::new(Metrics::new());
     let (log, log_thread) = reqlog::start(&config, hub.clone())?;
-    let (writer, writer_threads) = MessageWriter::start(&config, hub.clone())?;
+    let (writer, writer_threads) = MessageWriter::start(&config, hub.clone(), metrics.clone())?;
     let threads = config.threads.max(1);
     log_proxy_settings(&config);
-    let app = Arc::new(App::new(config, log, hub, writer));
+    let app = Arc::new(App::new(config, log, hub, writer, metrics));
     let stopping = Arc::new(AtomicBool::new(false));
 
     // Password hashing gets half the cores at most, on threads of its own.
@@ -239,10 +242,18 @@ fn worker(
             Ok(rq) if router::uses_password_pool(rq.url()) => match password_queue.try_send(rq) {
                 Ok(()) => {}
                 Err(TrySendError::Full(rq)) | Err(TrySendError::Disconnected(rq)) => {
+                    let access = Access::new(
+                        app.metrics.clone(),
+                        Instant::now(),
+                        Method::parse(rq.method().as_str()),
+                        metrics::api_route(rq.url().split('?').next().unwrap_or("")),
+                        rq.url(),
+                    );
                     let busy = Error::Unavailable(
                         "Too many logins in progress; try again in a moment".into(),
                     );
                     respond(rq, Response::error(&busy));
+                    access.finish(503);
                 }
             },
             Ok(rq) => handle(app, conn, rq),
@@ -352,6 +363,14 @@ fn handle(app: &App, conn: &Connection, mut rq: tiny_http::Request) {
         Ok((path, _)) => path == "/api" || path.starts_with("/api/"),
         Err(_) => target.starts_with("/api"),
     };
+    let is_metrics = matches!(&parsed, Ok((path, _)) if router::normalize(path) == metrics::PATH);
+    let route = match &parsed {
+        Ok((path, _)) if is_api => metrics::api_route(path),
+        Ok(_) if is_metrics => metrics::METRICS,
+        Ok(_) => metrics::STATIC,
+        Err(_) => metrics::OTHER,
+    };
+    let mut access = Access::new(app.metrics.clone(), started, method, route, &target);
     let mut req = Request {
         method,
         path: String::new(),
@@ -366,7 +385,10 @@ fn handle(app: &App, conn: &Connection, mut rq: tiny_http::Request) {
         Ok((path, query)) => {
             req.path = path;
             req.query = query;
-            if !is_api {
+            if is_metrics {
+                // Before the UI files, which would answer any other path with the app.
+                metrics::scrape(&ctx, &req, peer)
+            } else if !is_api {
                 let if_none_match = req.header("if-none-match");
                 assets::serve(
                     method,
@@ -390,6 +412,7 @@ fn handle(app: &App, conn: &Connection, mut rq: tiny_http::Request) {
     resp.headers
         .push(("X-Content-Type-Options".into(), "nosniff".into()));
     let mut entry = None;
+    access.set_user(ctx.identity().map(|i| i.user_id));
     if is_api {
         resp.headers.extend(cors_headers(&app.config, &req));
         if resp.header("Cache-Control").is_none() {
@@ -415,26 +438,30 @@ fn handle(app: &App, conn: &Connection, mut rq: tiny_http::Request) {
         });
     }
     // The log entry is completed when the status is final: at once for an ordinary
-    // response, later for one written after a group commit.
+    // response, later for one written after a group commit. The stderr line and the
+    // metrics wait for the end of the response (an event stream's is when it closes).
     let log = app.log.clone();
-    let finish = move |status: u16| {
-        if let Some(mut e) = entry {
-            e.status = status;
-            e.duration_us = started.elapsed().as_micros() as i64;
-            log.send(e);
-        }
-    };
+    let done = Done::new(
+        move |status: u16| {
+            if let Some(mut e) = entry {
+                e.status = status;
+                e.duration_us = started.elapsed().as_micros() as i64;
+                log.send(e);
+            }
+        },
+        move |status: u16| access.finish(status),
+    );
     match resp.takeover.take() {
         Some(takeover) => takeover(Taken {
             peer_fd: rq.peer_fd(),
             writer: rq.into_writer(),
             headers: std::mem::take(&mut resp.headers),
-            done: Box::new(finish),
+            done,
         }),
         None => {
             let status = resp.status;
             respond(rq, resp);
-            finish(status);
+            done.finish(status);
         }
     }
 }
