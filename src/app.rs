@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::http::Request;
 use crate::live::Hub;
+use crate::metrics::Metrics;
 use crate::reqlog::LogSender;
 use crate::writer::MessageWriter;
 use rusqlite::Connection;
@@ -19,10 +20,17 @@ pub struct App {
     pub log: LogSender,
     pub hub: Arc<Hub>,
     pub writer: MessageWriter,
+    pub metrics: Arc<Metrics>,
 }
 
 impl App {
-    pub fn new(config: Config, log: LogSender, hub: Arc<Hub>, writer: MessageWriter) -> App {
+    pub fn new(
+        config: Config,
+        log: LogSender,
+        hub: Arc<Hub>,
+        writer: MessageWriter,
+        metrics: Arc<Metrics>,
+    ) -> App {
         // As many hashes at once as there are password workers (see server.rs).
         let permits = (num_cpus::get() / 2).max(1);
         App {
@@ -32,6 +40,7 @@ impl App {
             log,
             hub,
             writer,
+            metrics,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Settings of a running server, built once from flags and environment variables (see
 //! `main.rs`) or directly by tests, then shared read-only by every thread.
 
+use crate::proxy::TrustedProxies;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -91,10 +92,13 @@ pub struct Config {
     pub session_idle: Duration,
     pub argon2: Argon2Cost,
     pub sync: SyncMode,
-    /// Add `Secure` to the session cookie (set it when served over HTTPS).
+    /// Add `Secure` to the session cookie even without an https `public_url` (a server
+    /// reached over HTTPS under more than one name).
     pub cookie_secure: bool,
-    /// Take the client address from `X-Forwarded-For` (only behind a trusted reverse proxy).
-    pub trust_proxy: bool,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (see `proxy.rs`).
+    pub trusted_proxies: TrustedProxies,
+    /// The address users reach the server at (`--public-url`), when known.
+    pub public_url: Option<PublicUrl>,
     /// Request-log rows older than this many days are deleted.
     pub log_retention_days: u32,
     /// Serve the web UI from this directory instead of the embedded one.
@@ -129,7 +133,8 @@ impl Config {
             argon2: Argon2Cost::default(),
             sync: SyncMode::Full,
             cookie_secure: false,
-            trust_proxy: false,
+            trusted_proxies: TrustedProxies::default(),
+            public_url: None,
             log_retention_days: 30,
             ui_dir: None,
             request_timeout: Duration::from_secs(10),
@@ -143,8 +148,121 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Whether the session cookie is marked `Secure`: served over HTTPS by its public URL,
+    /// or forced with `cookie_secure`.
+    pub fn secure_cookie(&self) -> bool {
+        self.cookie_secure || self.public_url.as_ref().is_some_and(PublicUrl::is_https)
+    }
+
+    /// Whether a browser origin may call the API with credentials: the configured CORS
+    /// origins and the public URL's own origin.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.cors_origins.iter().any(|o| o == origin)
+            || self
+                .public_url
+                .as_ref()
+                .is_some_and(|u| u.origin() == origin)
+    }
+}
+
+/// The URL users reach the server at, such as `https://chat.example.org`: a scheme (http or
+/// https) and a host, with no path, query or credentials, since the server is served at the
+/// root of its origin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicUrl {
+    url: url::Url,
+    origin: String,
+}
+
+impl PublicUrl {
+    pub fn is_https(&self) -> bool {
+        self.url.scheme() == "https"
+    }
+
+    /// As browsers send it in `Origin`: `https://chat.example.org` (default port left out).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+impl std::fmt::Display for PublicUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.origin)
+    }
+}
+
+impl std::str::FromStr for PublicUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let url = url::Url::parse(s.trim()).map_err(|e| format!("not a URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "the scheme must be http or https, not `{}`",
+                url.scheme()
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("a host is required, as in https://chat.example.org".into());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("credentials do not belong in the public URL".into());
+        }
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            return Err(
+                "the server is served at the root of its origin: no path, query or fragment".into(),
+            );
+        }
+        let origin = url.origin().ascii_serialization();
+        Ok(PublicUrl { url, origin })
+    }
+}
+
 /// Enough workers to keep both the CPU and the disk busy: SQLite commits wait on fsync,
 /// so a few more threads than cores pay off.
 pub fn default_threads() -> usize {
     (num_cpus::get() * 4).clamp(4, 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_urls() {
+        let u: PublicUrl = "https://chat.example.org".parse().unwrap();
+        assert!(u.is_https());
+        assert_eq!(u.origin(), "https://chat.example.org");
+        let u: PublicUrl = "HTTPS://Chat.Example.org:443/".parse().unwrap();
+        assert_eq!(u.origin(), "https://chat.example.org");
+        let u: PublicUrl = "http://10.0.0.5:8000".parse().unwrap();
+        assert!(!u.is_https());
+        assert_eq!(u.origin(), "http://10.0.0.5:8000");
+        for bad in [
+            "chat.example.org",
+            "ftp://chat.example.org",
+            "https://",
+            "https://chat.example.org/chat",
+            "https://chat.example.org/?x=1",
+            "https://chat.example.org/#top",
+            "https://me:pw@chat.example.org",
+        ] {
+            assert!(bad.parse::<PublicUrl>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secure_cookie_and_origins_follow_the_public_url() {
+        let mut c = Config::new("x.sqlite3");
+        assert!(!c.secure_cookie());
+        assert!(!c.allows_origin("https://chat.example.org"));
+        c.public_url = Some("https://chat.example.org".parse().unwrap());
+        assert!(c.secure_cookie());
+        assert!(c.allows_origin("https://chat.example.org"));
+        assert!(c.allows_origin("http://localhost:3000"));
+        c.public_url = Some("http://chat.example.org".parse().unwrap());
+        assert!(!c.secure_cookie());
+        c.cookie_secure = true;
+        assert!(c.secure_cookie());
+    }
 }

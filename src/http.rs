@@ -193,8 +193,8 @@ pub struct Taken {
     pub writer: Box<dyn std::io::Write + Send>,
     /// Headers the server adds to every response of this request (CORS, `nosniff`, ...).
     pub headers: Vec<(String, String)>,
-    /// Call with the final status once it is known (it completes the request-log entry).
-    pub done: Box<dyn FnOnce(u16) + Send>,
+    /// Reports the outcome: the final status once it is known, and the end of the response.
+    pub done: Done,
     /// For an event stream, the socket's descriptor, to notice a client that has gone
     /// (see `peer_gone`); valid while `writer` lives.
     pub peer_fd: Option<i32>,
@@ -229,6 +229,58 @@ pub fn peer_gone(_fd: i32) -> bool {
     false
 }
 
+/// How a taken-over response reports its outcome: `status` as soon as the final status is
+/// known (it completes the request-log entry), `end` when the response is over (its line on
+/// stderr and its metrics, with the whole duration). For a send both come together
+/// (`finish`); an event stream knows its status at once and ends when it closes. Dropping
+/// it ends it too, so a stream thread that panics or never starts is still reported (as a
+/// `500` if it had no status yet).
+pub struct Done {
+    on_status: Option<Box<dyn FnOnce(u16) + Send>>,
+    on_end: Option<Box<dyn FnOnce(u16) + Send>>,
+    status: u16,
+}
+
+impl Done {
+    pub fn new(
+        on_status: impl FnOnce(u16) + Send + 'static,
+        on_end: impl FnOnce(u16) + Send + 'static,
+    ) -> Done {
+        Done {
+            on_status: Some(Box::new(on_status)),
+            on_end: Some(Box::new(on_end)),
+            status: 500,
+        }
+    }
+
+    pub fn status(&mut self, status: u16) {
+        self.status = status;
+        if let Some(f) = self.on_status.take() {
+            f(status);
+        }
+    }
+
+    /// The response is over.
+    pub fn end(self) {
+        drop(self);
+    }
+
+    pub fn finish(mut self, status: u16) {
+        self.status(status);
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_status.take() {
+            f(self.status);
+        }
+        if let Some(f) = self.on_end.take() {
+            f(self.status);
+        }
+    }
+}
+
 impl Taken {
     /// Writes a whole (non-streaming) response and releases the connection for its next
     /// request.
@@ -256,7 +308,7 @@ impl Taken {
             log::debug!("client went away before the response was written: {e}");
         }
         drop(w);
-        (self.done)(resp.status);
+        self.done.finish(resp.status);
     }
 }
 

@@ -2,6 +2,7 @@
 //! `main.rs` is only the command line, so tests can start the real server in-process with
 //! [`serve`].
 
+pub mod access;
 pub mod api;
 pub mod app;
 pub mod assets;
@@ -14,6 +15,8 @@ pub mod error;
 pub mod http;
 pub mod import_django;
 pub mod live;
+pub mod metrics;
+pub mod proxy;
 pub mod reqlog;
 pub mod router;
 pub mod server;

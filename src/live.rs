@@ -366,7 +366,8 @@ pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
     // Streams are revalidated, never stored; the server passes this header on.
     let mut resp = Response::new(200).with_header("Cache-Control", "no-cache");
     resp.takeover = Some(Box::new(move |taken: Taken| {
-        (taken.done)(200);
+        let mut done = taken.done;
+        done.status(200);
         let (writer, headers, peer_fd) = (taken.writer, taken.headers, taken.peer_fd);
         let spawned = std::thread::Builder::new()
             .name("event-stream".into())
@@ -377,6 +378,7 @@ pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
                 move || {
                     run_stream(writer, &headers, peer_fd, backlog, cursor, rx);
                     hub.unregister(user_id, &username, stream_id);
+                    done.end();
                 }
             });
         if spawned.is_err() {

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 use whitebeat::cli::{self, CliResult};
 use whitebeat::cli_accounts;
-use whitebeat::config::{default_threads, Argon2Cost, Config, SignupMode, SyncMode};
+use whitebeat::config::{default_threads, Argon2Cost, Config, PublicUrl, SignupMode, SyncMode};
+use whitebeat::proxy::TrustedProxies;
 
 #[derive(Parser)]
 #[command(
@@ -45,14 +46,42 @@ struct Cli {
         global = true
     )]
     argon2_iterations: u32,
+    /// What goes to stderr: `info` includes one line per request, `warn` only problems.
+    /// WHITEBEAT_LOG, an env_logger filter such as `info,whitebeat::access=off`, still sets
+    /// levels per module; this sets the overall level [default: info].
+    #[arg(long, env = "WHITEBEAT_LOG_LEVEL", global = true)]
+    log_level: Option<LogLevel>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl From<LogLevel> for log::LevelFilter {
+    fn from(l: LogLevel) -> Self {
+        match l {
+            LogLevel::Off => log::LevelFilter::Off,
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (migrates the database first).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create or upgrade the database schema, then exit.
     Migrate,
     /// Create an admin account (prompts on a terminal; see --noinput for scripts).
@@ -143,12 +172,23 @@ struct ServeArgs {
     /// A session expires after this many days without use.
     #[arg(long, env = "WHITEBEAT_SESSION_DAYS", default_value_t = 30)]
     session_days: u64,
-    /// Mark the session cookie `Secure` (set this when served over HTTPS).
+    /// The URL users reach the server at, such as https://chat.example.org. With https the
+    /// session cookie is `Secure`; its origin may call the API from a browser.
+    #[arg(long, env = "WHITEBEAT_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<PublicUrl>,
+    /// Mark the session cookie `Secure` even without an https --public-url.
     #[arg(long, env = "WHITEBEAT_COOKIE_SECURE")]
     cookie_secure: bool,
-    /// Trust `X-Forwarded-For` for the client address (only behind your own reverse proxy).
-    #[arg(long, env = "WHITEBEAT_TRUST_PROXY")]
-    trust_proxy: bool,
+    /// Reverse proxies whose X-Forwarded-For gives the client address: IP addresses or CIDR
+    /// ranges, comma-separated (e.g. 127.0.0.1,10.0.0.0/8,::1). From anyone else the header
+    /// is ignored.
+    #[arg(
+        long,
+        env = "WHITEBEAT_TRUSTED_PROXY",
+        value_name = "ADDR[,ADDR...]",
+        value_delimiter = ','
+    )]
+    trusted_proxy: Vec<String>,
     /// Delete request-log entries older than this many days.
     #[arg(long, env = "WHITEBEAT_LOG_RETENTION_DAYS", default_value_t = 30)]
     log_retention_days: u32,
@@ -186,10 +226,8 @@ struct SuperuserArgs {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::new().filter_or("WHITEBEAT_LOG", "info"))
-        .format_target(false)
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_level);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -197,6 +235,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Info by default; WHITEBEAT_LOG's directives on top; `--log-level`, when given, sets the
+/// overall level last (so it wins over a bare level in WHITEBEAT_LOG, while its per-module
+/// directives stay).
+fn init_logging(level: Option<LogLevel>) {
+    let mut builder = env_logger::Builder::new();
+    builder.filter_level(log::LevelFilter::Info);
+    if let Ok(spec) = std::env::var("WHITEBEAT_LOG") {
+        builder.parse_filters(&spec);
+    }
+    if let Some(level) = level {
+        builder.filter_level(level.into());
+    }
+    builder.format_target(false).init();
 }
 
 fn run(cli: Cli) -> CliResult {
@@ -208,7 +261,7 @@ fn run(cli: Cli) -> CliResult {
         return Err("argon2 memory must be at least 8 KiB and iterations at least 1".into());
     }
     match cli.command {
-        Command::Serve(args) => serve(&cli.db, cli.sync, cost, args),
+        Command::Serve(args) => serve(&cli.db, cli.sync, cost, *args),
         Command::Migrate => {
             let version = cli::migrate(&cli.db, cli.sync)?;
             println!("{}: schema at version {version}", cli.db.display());
@@ -332,7 +385,15 @@ fn serve(db: &std::path::Path, sync: SyncMode, argon2: Argon2Cost, a: ServeArgs)
     config.argon2 = argon2;
     config.sync = sync;
     config.cookie_secure = a.cookie_secure;
-    config.trust_proxy = a.trust_proxy;
+    config.public_url = a.public_url;
+    config.trusted_proxies = TrustedProxies::parse(&a.trusted_proxy.join(","))
+        .map_err(|e| format!("--trusted-proxy: {e}"))?;
+    if std::env::var_os("WHITEBEAT_TRUST_PROXY").is_some() && config.trusted_proxies.is_empty() {
+        log::warn!(
+            "WHITEBEAT_TRUST_PROXY is no longer read: list your proxies in \
+             WHITEBEAT_TRUSTED_PROXY (e.g. 127.0.0.1); X-Forwarded-For is ignored until then"
+        );
+    }
     config.log_retention_days = a.log_retention_days;
     config.ui_dir = a.ui_dir;
     config.login_attempts = a.login_attempts;

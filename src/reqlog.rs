@@ -27,6 +27,11 @@ pub struct LogSender {
 }
 
 impl LogSender {
+    /// Entries dropped so far because the writer was behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
     /// Never blocks: if the writer is that far behind, the entry is counted and dropped
     /// rather than slowing the request.
     pub fn send(&self, entry: LogEntry) {

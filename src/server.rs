@@ -2,13 +2,15 @@
 //! connection), the per-request pipeline (parse, CORS, body limit, route, catch panics,
 //! log), and graceful shutdown.
 
+use crate::access::Access;
 use crate::app::{App, Ctx};
 use crate::assets;
 use crate::config::Config;
 use crate::db::{self, stats::LogEntry};
 use crate::error::Error;
-use crate::http::{Method, Request, Response, Taken};
+use crate::http::{Done, Method, Request, Response, Taken};
 use crate::live::Hub;
+use crate::metrics::{self, Metrics};
 use crate::reqlog;
 use crate::router;
 use crate::writer::MessageWriter;
@@ -53,10 +55,12 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
     let http = Arc::new(http);
 
     let hub = Arc::new(Hub::new(config.max_streams, config.max_streams_per_user));
+    let metrics = Arc::new(Metrics::new());
     let (log, log_thread) = reqlog::start(&config, hub.clone())?;
-    let (writer, writer_threads) = MessageWriter::start(&config, hub.clone())?;
+    let (writer, writer_threads) = MessageWriter::start(&config, hub.clone(), metrics.clone())?;
     let threads = config.threads.max(1);
-    let app = Arc::new(App::new(config, log, hub, writer));
+    log_proxy_settings(&config);
+    let app = Arc::new(App::new(config, log, hub, writer, metrics));
     let stopping = Arc::new(AtomicBool::new(false));
 
     // Password hashing gets half the cores at most, on threads of its own.
@@ -96,6 +100,28 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
         // Joined in this order: the writer's pending answers still log requests.
         background: writer_threads.into_iter().chain([log_thread]).collect(),
     })
+}
+
+/// What a deployment behind a proxy most often gets wrong, said once at start-up.
+fn log_proxy_settings(config: &Config) {
+    match &config.public_url {
+        Some(url) => log::info!(
+            "public URL {url} (session cookie {}; its origin may call the API)",
+            if config.secure_cookie() {
+                "Secure"
+            } else {
+                "not Secure"
+            }
+        ),
+        None if config.cookie_secure => log::info!("session cookie Secure"),
+        None => {}
+    }
+    if !config.trusted_proxies.is_empty() {
+        log::info!(
+            "client addresses from X-Forwarded-For of trusted proxies {}",
+            config.trusted_proxies.describe()
+        );
+    }
 }
 
 /// The accept-side protections (see vendor/tiny_http/PATCHES.md): idle and slow
@@ -216,10 +242,18 @@ fn worker(
             Ok(rq) if router::uses_password_pool(rq.url()) => match password_queue.try_send(rq) {
                 Ok(()) => {}
                 Err(TrySendError::Full(rq)) | Err(TrySendError::Disconnected(rq)) => {
+                    let access = Access::new(
+                        app.metrics.clone(),
+                        Instant::now(),
+                        Method::parse(rq.method().as_str()),
+                        metrics::api_route(rq.url().split('?').next().unwrap_or("")),
+                        rq.url(),
+                    );
                     let busy = Error::Unavailable(
                         "Too many logins in progress; try again in a moment".into(),
                     );
                     respond(rq, Response::error(&busy));
+                    access.finish(503);
                 }
             },
             Ok(rq) => handle(app, conn, rq),
@@ -251,20 +285,19 @@ fn header_pairs(rq: &tiny_http::Request) -> Vec<(String, String)> {
         .collect()
 }
 
-fn client_ip(config: &Config, peer: Option<&SocketAddr>, headers: &[(String, String)]) -> IpAddr {
-    let peer_ip = peer
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    if !config.trust_proxy {
-        return peer_ip;
-    }
-    // The proxy appends the address it saw last; that is the only entry it vouches for.
-    headers
+/// The TCP peer's address (a Unix-socket or test peer without one counts as loopback).
+fn peer_ip(peer: Option<&SocketAddr>) -> IpAddr {
+    peer.map(|a| a.ip().to_canonical())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// The client's address: the peer's, or what a trusted proxy forwarded (see `proxy.rs`).
+fn client_ip(config: &Config, peer: IpAddr, headers: &[(String, String)]) -> IpAddr {
+    let forwarded = headers
         .iter()
-        .find(|(k, _)| k == "x-forwarded-for")
-        .and_then(|(_, v)| v.rsplit(',').next())
-        .and_then(|ip| ip.trim().parse().ok())
-        .unwrap_or(peer_ip)
+        .filter(|(k, _)| k == "x-forwarded-for")
+        .map(|(_, v)| v.as_str());
+    config.trusted_proxies.client_ip(peer, forwarded)
 }
 
 fn read_body(rq: &mut tiny_http::Request, limit: usize) -> Result<Vec<u8>, Error> {
@@ -285,7 +318,7 @@ fn read_body(rq: &mut tiny_http::Request, limit: usize) -> Result<Vec<u8>, Error
 /// CORS headers for an allowed `Origin` (never `*`: credentials are allowed).
 pub fn cors_headers(config: &Config, req: &Request) -> Vec<(String, String)> {
     match req.header("origin") {
-        Some(origin) if config.cors_origins.iter().any(|o| o == origin) => vec![
+        Some(origin) if config.allows_origin(origin) => vec![
             ("Access-Control-Allow-Origin".into(), origin.to_string()),
             ("Access-Control-Allow-Credentials".into(), "true".into()),
             ("Vary".into(), "Origin".into()),
@@ -321,7 +354,8 @@ fn handle(app: &App, conn: &Connection, mut rq: tiny_http::Request) {
     let started = Instant::now();
     let method = Method::parse(rq.method().as_str());
     let headers = header_pairs(&rq);
-    let ip = client_ip(&app.config, rq.remote_addr(), &headers);
+    let peer = peer_ip(rq.remote_addr());
+    let ip = client_ip(&app.config, peer, &headers);
     let target = rq.url().to_string();
 
     let parsed = Request::parse_target(&target);
@@ -329,6 +363,14 @@ fn handle(app: &App, conn: &Connection, mut rq: tiny_http::Request) {
         Ok((path, _)) => path == "/api" || path.starts_with("/api/"),
         Err(_) => target.starts_with("/api"),
     };
+    let is_metrics = matches!(&parsed, Ok((path, _)) if router::normalize(path) == metrics::PATH);
+    let route = match &parsed {
+        Ok((path, _)) if is_api => metrics::api_route(path),
+        Ok(_) if is_metrics => metrics::METRICS,
+        Ok(_) => metrics::STATIC,
+        Err(_) => metrics::OTHER,
+    };
+    let mut access = Access::new(app.metrics.clone(), started, method, route, &target);
     let mut req = Request {
         method,
         path: String::new(),
@@ -343,7 +385,10 @@ fn handle(app: &App, conn: &Connection, mut rq: tiny_http::Request) {
         Ok((path, query)) => {
             req.path = path;
             req.query = query;
-            if !is_api {
+            if is_metrics {
+                // Before the UI files, which would answer any other path with the app.
+                metrics::scrape(&ctx, &req, peer)
+            } else if !is_api {
                 let if_none_match = req.header("if-none-match");
                 assets::serve(
                     method,
@@ -367,6 +412,7 @@ fn handle(app: &App, conn: &Connection, mut rq: tiny_http::Request) {
     resp.headers
         .push(("X-Content-Type-Options".into(), "nosniff".into()));
     let mut entry = None;
+    access.set_user(ctx.identity().map(|i| i.user_id));
     if is_api {
         resp.headers.extend(cors_headers(&app.config, &req));
         if resp.header("Cache-Control").is_none() {
@@ -392,26 +438,30 @@ fn handle(app: &App, conn: &Connection, mut rq: tiny_http::Request) {
         });
     }
     // The log entry is completed when the status is final: at once for an ordinary
-    // response, later for one written after a group commit.
+    // response, later for one written after a group commit. The stderr line and the
+    // metrics wait for the end of the response (an event stream's is when it closes).
     let log = app.log.clone();
-    let finish = move |status: u16| {
-        if let Some(mut e) = entry {
-            e.status = status;
-            e.duration_us = started.elapsed().as_micros() as i64;
-            log.send(e);
-        }
-    };
+    let done = Done::new(
+        move |status: u16| {
+            if let Some(mut e) = entry {
+                e.status = status;
+                e.duration_us = started.elapsed().as_micros() as i64;
+                log.send(e);
+            }
+        },
+        move |status: u16| access.finish(status),
+    );
     match resp.takeover.take() {
         Some(takeover) => takeover(Taken {
             peer_fd: rq.peer_fd(),
             writer: rq.into_writer(),
             headers: std::mem::take(&mut resp.headers),
-            done: Box::new(finish),
+            done,
         }),
         None => {
             let status = resp.status;
             respond(rq, resp);
-            finish(status);
+            done.finish(status);
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::db::{self, chat::MessageRow, chat::NewMessage, chat::SentMessage};
 use crate::error::{Error, Result};
 use crate::live::Hub;
+use crate::metrics::Metrics;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use rusqlite::Connection;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ impl MessageWriter {
     pub fn start(
         config: &Config,
         hub: Arc<Hub>,
+        metrics: Arc<Metrics>,
     ) -> std::result::Result<(MessageWriter, Vec<JoinHandle<()>>), String> {
         let conn = db::open(&config.db_path, config.sync)?;
         db::set_cache_kib(&conn, 16 * 1024).map_err(|e| format!("cannot set the cache: {e}"))?;
@@ -51,7 +53,7 @@ impl MessageWriter {
         let (done_tx, done_rx) = unbounded::<Vec<Outcome>>();
         let writer = std::thread::Builder::new()
             .name("message-writer".into())
-            .spawn(move || run(conn, rx, done_tx))
+            .spawn(move || run(conn, rx, done_tx, &metrics))
             .map_err(|e| format!("cannot start the message writer: {e}"))?;
         let responder = std::thread::Builder::new()
             .name("message-responder".into())
@@ -70,11 +72,13 @@ impl MessageWriter {
     }
 }
 
-fn run(conn: Connection, rx: Receiver<SendJob>, done: Sender<Vec<Outcome>>) {
+fn run(conn: Connection, rx: Receiver<SendJob>, done: Sender<Vec<Outcome>>, metrics: &Metrics) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter().take(MAX_BATCH - 1));
         let outcomes = commit_batch(&conn, batch);
+        let stored = outcomes.iter().filter(|(_, r)| r.is_ok()).count();
+        metrics.messages_sent(stored as u64);
         if done.send(outcomes).is_err() {
             break;
         }

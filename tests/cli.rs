@@ -378,6 +378,9 @@ fn help_lists_the_environment_variables_and_version_works() {
         "WHITEBEAT_SESSION_DAYS",
         "WHITEBEAT_LOGIN_ATTEMPTS",
         "WHITEBEAT_MAX_STREAMS",
+        "WHITEBEAT_TRUSTED_PROXY",
+        "WHITEBEAT_PUBLIC_URL",
+        "WHITEBEAT_LOG_LEVEL",
     ] {
         assert!(
             serve.contains(var),

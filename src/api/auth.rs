@@ -215,7 +215,7 @@ pub fn login(ctx: &Ctx, req: &Request) -> Result<Response> {
     if user.is_admin {
         body["is_staff"] = json!(true);
     }
-    let secure = if ctx.app.config.cookie_secure {
+    let secure = if ctx.app.config.secure_cookie() {
         "; Secure"
     } else {
         ""
@@ -240,7 +240,7 @@ pub fn logout(ctx: &Ctx, req: &Request) -> Result<Response> {
     check_identity_field(&me, body.username.as_deref())?;
     db::sessions::delete(ctx.db, &me.token_hash)?;
     ctx.app.hub.close_session(&me.token_hash);
-    let secure = if ctx.app.config.cookie_secure {
+    let secure = if ctx.app.config.secure_cookie() {
         "; Secure"
     } else {
         ""
