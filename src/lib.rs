@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod live;
+pub mod lock;
 pub mod reqlog;
 pub mod router;
 pub mod server;

@@ -9,6 +9,7 @@ use crate::db::{self, stats::LogEntry};
 use crate::error::Error;
 use crate::http::{Method, Request, Response, Taken};
 use crate::live::Hub;
+use crate::lock::{self, DbLock, Holder};
 use crate::reqlog;
 use crate::router;
 use crate::writer::MessageWriter;
@@ -32,14 +33,20 @@ pub struct ServerHandle {
     password_queue: Option<Sender<tiny_http::Request>>,
     password_workers: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
+    /// Released last, once nothing of this server uses the database any more.
+    lock: Option<DbLock>,
 }
 
 /// Requests waiting for a password worker; beyond this, logins are refused with `503`.
 const PASSWORD_QUEUE: usize = 256;
 
-/// Migrates the database, binds, and starts the workers. Returns once the server accepts
-/// connections.
+/// Locks and migrates the database, binds, and starts the workers. Returns once the server
+/// accepts connections.
 pub fn serve(config: Config) -> Result<ServerHandle, String> {
+    // Before anything touches the database: a second server on it would break the
+    // one-writer design, and a restore must not have it replaced underneath.
+    let db_lock = lock::acquire(&config.db_path, Holder::Server)
+        .map_err(|e| format!("cannot serve {}: {e}", config.db_path.display()))?;
     let mut conn = db::open(&config.db_path, config.sync)?;
     db::migrate(&mut conn)?;
     drop(conn);
@@ -95,6 +102,7 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
         password_workers,
         // Joined in this order: the writer's pending answers still log requests.
         background: writer_threads.into_iter().chain([log_thread]).collect(),
+        lock: Some(db_lock),
     })
 }
 
@@ -194,6 +202,7 @@ impl ServerHandle {
         for t in self.background.drain(..) {
             let _ = t.join();
         }
+        self.lock.take();
         log::info!("server stopped");
     }
 }
