@@ -6,6 +6,7 @@ use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use whitebeat::backup::human_bytes;
 use whitebeat::cli::{self, CliResult};
 use whitebeat::config::{default_threads, Argon2Cost, Config, SyncMode};
 
@@ -66,7 +67,7 @@ enum Command {
     Deactivate { username: String },
     /// Let a deactivated user log in again.
     Activate { username: String },
-    /// Write a consistent copy of the database to a new file (safe while serving).
+    /// Write a consistent, checked copy of the database to a new file (safe while serving).
     Backup { destination: PathBuf },
 }
 
@@ -198,8 +199,15 @@ fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Backup { destination } => {
-            cli::backup(&cli::open_db(&cli.db, cli.sync)?, &destination)?;
-            println!("Backup written to {}.", destination.display());
+            let r = cli::backup(&cli.db, &destination)?;
+            println!(
+                "Backup written to {}: {}, {} users, {} messages, integrity_check ok, in {:.2} s.",
+                r.path.display(),
+                human_bytes(r.bytes),
+                r.summary.users,
+                r.summary.messages,
+                r.took.as_secs_f64()
+            );
             Ok(())
         }
     }
