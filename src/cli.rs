@@ -1,11 +1,13 @@
 //! The administrative commands behind `whitebeat migrate`, `createsuperuser`,
-//! `make-admin`, `remove-admin`, `changepassword`, `activate`/`deactivate` and `backup`.
+//! `make-admin`, `remove-admin`, `changepassword`, `activate`/`deactivate`, `backup` and
+//! `restore`.
 //! Each returns a one-line error for the command line to print.
 
 use crate::auth::{self, PasswordHasher};
 use crate::backup::{Cancel, Report};
 use crate::config::{Argon2Cost, SyncMode};
 use crate::db::{self, users::AdminChange, users::CreateUserError, users::NewUser};
+use crate::restore::Restored;
 use rusqlite::Connection;
 use std::path::Path;
 
@@ -100,4 +102,9 @@ pub fn set_active(conn: &Connection, username: &str, active: bool) -> CliResult 
 /// take the server lock).
 pub fn backup(db: &Path, dest: &Path) -> CliResult<Report> {
     crate::backup::backup_to(db, dest, &Cancel::default())
+}
+
+/// Replaces the database with a checked backup (refused while a server runs on it).
+pub fn restore(db: &Path, backup: &Path) -> CliResult<Restored> {
+    crate::restore::restore(db, backup)
 }

@@ -15,6 +15,7 @@ pub mod http;
 pub mod live;
 pub mod lock;
 pub mod reqlog;
+pub mod restore;
 pub mod router;
 pub mod server;
 pub mod time;

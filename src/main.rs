@@ -69,6 +69,9 @@ enum Command {
     Activate { username: String },
     /// Write a consistent, checked copy of the database to a new file (safe while serving).
     Backup { destination: PathBuf },
+    /// Replace the database with a backup (the server must be stopped); the replaced
+    /// database is kept beside it.
+    Restore { backup: PathBuf },
 }
 
 #[derive(Args)]
@@ -208,6 +211,23 @@ fn run(cli: Cli) -> CliResult {
                 r.summary.messages,
                 r.took.as_secs_f64()
             );
+            Ok(())
+        }
+        Command::Restore { backup } => {
+            let r = cli::restore(&cli.db, &backup)?;
+            println!(
+                "Restored {} into {}: {} users, {} messages.",
+                backup.display(),
+                r.db.display(),
+                r.summary.users,
+                r.summary.messages
+            );
+            if let Some(kept) = r.kept {
+                println!(
+                    "The previous database is kept as {} (restore it to undo).",
+                    kept.display()
+                );
+            }
             Ok(())
         }
     }
