@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use whitebeat::backup::human_bytes;
 use whitebeat::cli::{self, CliResult};
-use whitebeat::config::{default_threads, Argon2Cost, Config, SyncMode};
+use whitebeat::config::{default_threads, Argon2Cost, BackupSchedule, Config, SyncMode};
 
 #[derive(Parser)]
 #[command(
@@ -124,6 +124,15 @@ struct ServeArgs {
     /// Open event streams allowed per user.
     #[arg(long, env = "WHITEBEAT_MAX_STREAMS_PER_USER", default_value_t = 8)]
     max_streams_per_user: usize,
+    /// Take backups on a schedule into this directory (none without it).
+    #[arg(long, env = "WHITEBEAT_BACKUP_DIR")]
+    backup_dir: Option<PathBuf>,
+    /// Hours between scheduled backups (fractions allowed, e.g. 0.5).
+    #[arg(long, env = "WHITEBEAT_BACKUP_EVERY", default_value_t = 24.0)]
+    backup_every: f64,
+    /// Scheduled backups kept; older ones are deleted.
+    #[arg(long, env = "WHITEBEAT_BACKUP_KEEP", default_value_t = 7)]
+    backup_keep: usize,
 }
 
 #[derive(Args)]
@@ -263,6 +272,15 @@ fn serve(db: &std::path::Path, sync: SyncMode, argon2: Argon2Cost, a: ServeArgs)
     config.request_timeout = Duration::from_secs(a.request_timeout.max(1));
     config.max_connections = a.max_connections.max(1);
     config.max_streams_per_user = a.max_streams_per_user;
+    if let Some(dir) = a.backup_dir {
+        if a.backup_keep < 1 {
+            return Err("--backup-keep must be at least 1".into());
+        }
+        let mut schedule = BackupSchedule::new(dir);
+        schedule.every = BackupSchedule::hours(a.backup_every)?;
+        schedule.keep = a.backup_keep;
+        config.backups = Some(schedule);
+    }
     if let Some(dir) = &config.ui_dir {
         if !dir.join("index.html").is_file() {
             return Err(format!("--ui-dir {}: no index.html there", dir.display()));

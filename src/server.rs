@@ -4,6 +4,7 @@
 
 use crate::app::{App, Ctx};
 use crate::assets;
+use crate::backup_schedule::BackupThread;
 use crate::config::Config;
 use crate::db::{self, stats::LogEntry};
 use crate::error::Error;
@@ -33,6 +34,7 @@ pub struct ServerHandle {
     password_queue: Option<Sender<tiny_http::Request>>,
     password_workers: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
+    backups: Option<BackupThread>,
     /// Released last, once nothing of this server uses the database any more.
     lock: Option<DbLock>,
 }
@@ -47,6 +49,14 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
     // one-writer design, and a restore must not have it replaced underneath.
     let db_lock = lock::acquire(&config.db_path, Holder::Server)
         .map_err(|e| format!("cannot serve {}: {e}", config.db_path.display()))?;
+    if let Some(b) = &config.backups {
+        if !b.dir.is_dir() {
+            return Err(format!(
+                "--backup-dir {}: no such directory",
+                b.dir.display()
+            ));
+        }
+    }
     let mut conn = db::open(&config.db_path, config.sync)?;
     db::migrate(&mut conn)?;
     drop(conn);
@@ -91,6 +101,10 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         workers.push(handle);
     }
+    let backups = match app.config.backups.clone() {
+        Some(schedule) => Some(BackupThread::start(app.config.db_path.clone(), schedule)?),
+        None => None,
+    };
     log::info!("listening on http://{addr} with {threads} workers");
     Ok(ServerHandle {
         addr,
@@ -102,6 +116,7 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
         password_workers,
         // Joined in this order: the writer's pending answers still log requests.
         background: writer_threads.into_iter().chain([log_thread]).collect(),
+        backups,
         lock: Some(db_lock),
     })
 }
@@ -175,6 +190,10 @@ impl ServerHandle {
         if self.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
+        // A backup in progress is abandoned at its next step; joined below.
+        if let Some(b) = &mut self.backups {
+            b.signal_stop();
+        }
         // Each unblock wakes one waiting worker; keep waking until all have left.
         if let Some(http) = &self.http {
             while self.workers.iter().any(|w| !w.is_finished()) {
@@ -201,6 +220,9 @@ impl ServerHandle {
         }
         for t in self.background.drain(..) {
             let _ = t.join();
+        }
+        if let Some(b) = self.backups.take() {
+            b.join();
         }
         self.lock.take();
         log::info!("server stopped");
