@@ -292,12 +292,14 @@ fn serve(db: &std::path::Path, sync: SyncMode, argon2: Argon2Cost, a: ServeArgs)
         }
     }
     let handle = whitebeat::serve(config)?;
-    println!("White Beat listening on http://{}", handle.addr());
+    // Handlers first: whoever reads the line below may send SIGTERM at once, and it must
+    // stop the server gracefully rather than kill it.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    println!("White Beat listening on http://{}", handle.addr());
     if let Some(sig) = signals.forever().next() {
         log::info!("signal {sig} received: finishing in-flight requests");
     }
