@@ -93,7 +93,7 @@ fn take_one(db: &Path, schedule: &BackupSchedule, cancel: &Cancel) {
             prune(&schedule.dir, schedule.keep);
         }
         Err(_) if cancel.is_set() => log::info!("scheduled backup abandoned: shutting down"),
-        Err(e) => log::error!("scheduled {e}"),
+        Err(e) => log::error!("scheduled backup failed: {e}"),
     }
 }
 
