@@ -66,13 +66,20 @@ pub fn lock_path(db: &Path) -> PathBuf {
 /// Takes the lock without waiting. On failure the error names the process holding it.
 pub fn acquire(db: &Path, holder: Holder) -> Result<DbLock, String> {
     let path = lock_path(db);
-    let mut file = OpenOptions::new()
+    let opened = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path)
-        .map_err(|e| format!("cannot open the lock file {}: {e}", path.display()))?;
+        .open(&path);
+    // A lock file another account created (an admin's `sudo whitebeat restore`) may not be
+    // writable by the server's account; reading is enough to lock it.
+    let opened = match opened {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => File::open(&path),
+        other => other,
+    };
+    let mut file =
+        opened.map_err(|e| format!("cannot open the lock file {}: {e}", path.display()))?;
     if !try_flock(&file).map_err(|e| format!("cannot lock {}: {e}", path.display()))? {
         let mut text = String::new();
         let _ = file.read_to_string(&mut text);
