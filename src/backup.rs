@@ -91,6 +91,7 @@ fn split(dest: &Path) -> Result<(PathBuf, String), String> {
 fn write_checked(db: &Path, scratch: &Path, cancel: &Cancel) -> Result<Summary, String> {
     // Only reads: the durability setting does not matter.
     let src = db::open(db, SyncMode::Normal)?;
+    create_private(scratch)?;
     {
         let mut copy = db::backup::create_copy(scratch)?;
         db::backup::online_copy(&src, &mut copy, &|| cancel.is_set())?;
@@ -110,6 +111,19 @@ fn write_checked(db: &Path, scratch: &Path, cancel: &Cancel) -> Result<Summary, 
         .and_then(|f| f.sync_all())
         .map_err(|e| format!("cannot sync {}: {e}", scratch.display()))?;
     Ok(summary)
+}
+
+/// A backup holds every password hash and message: only its owner may read it. SQLite
+/// gives its journal the same permissions. (An empty file is an empty database.)
+fn create_private(path: &Path) -> Result<(), String> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .map(drop)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))
 }
 
 /// Gives the synced scratch file its final name, never replacing an existing file: a hard

@@ -85,10 +85,12 @@ fn prepare(backup: &Path, scratch: &Path) -> Result<Summary, String> {
 /// Sets the old database aside and renames the checked copy into its place.
 fn swap(db: &Path, scratch: &Path) -> Result<Option<PathBuf>, String> {
     let failed = |e: String| format!("restore failed: {e}");
-    let kept = if fs::symlink_metadata(db).is_ok() {
-        Some(set_aside(db).map_err(failed)?)
-    } else {
-        None
+    let kept = match fs::metadata(db) {
+        Ok(old) => {
+            same_owner_and_mode(scratch, &old);
+            Some(set_aside(db).map_err(failed)?)
+        }
+        Err(_) => None,
     };
     // Whatever journal is left belongs to the old file (and went with it above if it held
     // anything): SQLite would replay a leftover WAL or hot journal into the new database.
@@ -104,6 +106,17 @@ fn swap(db: &Path, scratch: &Path) -> Result<Option<PathBuf>, String> {
         .map_err(|e| failed(format!("cannot move the copy to {}: {e}", db.display())))?;
     sync_dir(db);
     Ok(kept)
+}
+
+/// The new file gets the old one's permissions and, when run as root, its owner: a restore
+/// run with `sudo` must not leave a database the server's account cannot write.
+fn same_owner_and_mode(scratch: &Path, old: &fs::Metadata) {
+    let _ = fs::set_permissions(scratch, old.permissions());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let _ = std::os::unix::fs::chown(scratch, Some(old.uid()), Some(old.gid()));
+    }
 }
 
 /// Keeps the database about to be replaced as `<db>.before-restore-<UTC time>`, so a

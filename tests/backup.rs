@@ -232,6 +232,10 @@ fn backup_under_write_load_keeps_every_message_acknowledged_before_it() {
     assert!(sent_during > 0, "the backup did not overlap any send");
     // Self-contained: no journal files beside it, and nothing else left in the directory.
     assert_eq!(names(dir.path()), ["copy.sqlite3"]);
+    // Private: it holds every password hash and message.
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&copy).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
     assert_eq!(integrity(&copy), "ok");
 
     // Restore the copy into a fresh database and serve it.
@@ -383,9 +387,14 @@ fn restore_refuses_under_a_server_and_keeps_the_replaced_database() {
     // The corrupt file really is damaged: it is refused for its content, not its name.
     assert_ne!(integrity(&refused[0].0), "ok");
 
-    // Stopped: the restore goes through and keeps the old database aside.
+    // Stopped: the restore goes through and keeps the old database aside; the new file
+    // has the old one's permissions.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o640)).unwrap();
     let o = restore(&db, &copy);
     assert_ok(&o);
+    let mode = std::fs::metadata(&db).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640);
     let kept: Vec<String> = names(dir.path())
         .into_iter()
         .filter(|n| n.starts_with("wb.sqlite3.before-restore-"))
