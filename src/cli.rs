@@ -1,10 +1,13 @@
 //! The administrative commands behind `whitebeat migrate`, `createsuperuser`,
-//! `make-admin`, `remove-admin`, `changepassword`, `activate`/`deactivate` and `backup`.
+//! `make-admin`, `remove-admin`, `changepassword`, `activate`/`deactivate`, `backup` and
+//! `restore`.
 //! Each returns a one-line error for the command line to print.
 
 use crate::auth::{self, PasswordHasher};
+use crate::backup::{Cancel, Report};
 use crate::config::{Argon2Cost, SyncMode};
 use crate::db::{self, users::AdminChange, users::CreateUserError, users::NewUser};
+use crate::restore::Restored;
 use rusqlite::Connection;
 use std::path::Path;
 
@@ -115,18 +118,13 @@ pub fn set_active(conn: &Connection, username: &str, active: bool) -> CliResult 
     }
 }
 
-/// A consistent copy of the live database (safe while the server runs).
-pub fn backup(conn: &Connection, dest: &Path) -> CliResult {
-    if dest.exists() {
-        return Err(format!(
-            "{} already exists; choose a new file",
-            dest.display()
-        ));
-    }
-    let dest_str = dest
-        .to_str()
-        .ok_or_else(|| "the backup path must be valid UTF-8".to_string())?;
-    conn.execute("VACUUM INTO ?1", [dest_str])
-        .map(|_| ())
-        .map_err(|e| format!("backup to {} failed: {e}", dest.display()))
+/// A consistent, checked copy of the live database (safe while the server runs; it does not
+/// take the server lock).
+pub fn backup(db: &Path, dest: &Path) -> CliResult<Report> {
+    crate::backup::backup_to(db, dest, &Cancel::default())
+}
+
+/// Replaces the database with a checked backup (refused while a server runs on it).
+pub fn restore(db: &Path, backup: &Path) -> CliResult<Restored> {
+    crate::restore::restore(db, backup)
 }

@@ -115,6 +115,43 @@ pub struct Config {
     pub max_streams: usize,
     /// Who may sign up.
     pub signup: SignupMode,
+    /// Backups the server takes itself; none unless a directory is given.
+    pub backups: Option<BackupSchedule>,
+}
+
+/// `serve --backup-dir --backup-every --backup-keep`.
+#[derive(Clone, Debug)]
+pub struct BackupSchedule {
+    /// Where the backups go (it must exist); one directory per database.
+    pub dir: PathBuf,
+    /// Time from the start of one backup to the start of the next.
+    pub every: Duration,
+    /// The newest this many are kept; older ones are deleted.
+    pub keep: usize,
+}
+
+impl BackupSchedule {
+    /// Every 24 hours, the last 7 kept.
+    pub fn new(dir: impl Into<PathBuf>) -> BackupSchedule {
+        BackupSchedule {
+            dir: dir.into(),
+            every: Duration::from_secs(24 * 3600),
+            keep: 7,
+        }
+    }
+
+    /// The interval from a number of hours, which may be fractional. Each backup is named
+    /// by its second, so a shorter interval than one second is refused.
+    pub fn hours(hours: f64) -> Result<Duration, String> {
+        let every = Duration::try_from_secs_f64(hours * 3600.0)
+            .map_err(|_| format!("--backup-every {hours}: not a number of hours"))?;
+        if every < Duration::from_secs(1) {
+            return Err(format!(
+                "--backup-every {hours}: at least one second (0.0003 hours) is needed"
+            ));
+        }
+        Ok(every)
+    }
 }
 
 impl Config {
@@ -144,6 +181,7 @@ impl Config {
             max_streams_per_user: 8,
             max_streams: 2000,
             signup: SignupMode::Open,
+            backups: None,
         }
     }
 }

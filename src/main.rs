@@ -6,9 +6,12 @@ use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use whitebeat::backup::human_bytes;
 use whitebeat::cli::{self, CliResult};
 use whitebeat::cli_accounts;
-use whitebeat::config::{default_threads, Argon2Cost, Config, PublicUrl, SignupMode, SyncMode};
+use whitebeat::config::{
+    default_threads, Argon2Cost, BackupSchedule, Config, PublicUrl, SignupMode, SyncMode,
+};
 use whitebeat::proxy::TrustedProxies;
 
 #[derive(Parser)]
@@ -96,8 +99,11 @@ enum Command {
     Deactivate { username: String },
     /// Let a deactivated user log in again.
     Activate { username: String },
-    /// Write a consistent copy of the database to a new file (safe while serving).
+    /// Write a consistent, checked copy of the database to a new file (safe while serving).
     Backup { destination: PathBuf },
+    /// Replace the database with a backup (the server must be stopped); the replaced
+    /// database is kept beside it.
+    Restore { backup: PathBuf },
     /// Copy users, admins, conversations and messages from the original Django app's
     /// db.sqlite3 into an empty database, in one transaction; old passwords keep working.
     ImportDjango {
@@ -211,6 +217,15 @@ struct ServeArgs {
     /// Open event streams allowed per user.
     #[arg(long, env = "WHITEBEAT_MAX_STREAMS_PER_USER", default_value_t = 8)]
     max_streams_per_user: usize,
+    /// Take backups on a schedule into this directory (none without it).
+    #[arg(long, env = "WHITEBEAT_BACKUP_DIR")]
+    backup_dir: Option<PathBuf>,
+    /// Hours between scheduled backups (fractions allowed, e.g. 0.5).
+    #[arg(long, env = "WHITEBEAT_BACKUP_EVERY", default_value_t = 24.0)]
+    backup_every: f64,
+    /// Scheduled backups kept; older ones are deleted.
+    #[arg(long, env = "WHITEBEAT_BACKUP_KEEP", default_value_t = 7)]
+    backup_keep: usize,
 }
 
 #[derive(Args)]
@@ -320,8 +335,32 @@ fn run(cli: Cli) -> CliResult {
         }
         Command::Invite(command) => invite(&cli::open_db(&cli.db, cli.sync)?, command),
         Command::Backup { destination } => {
-            cli::backup(&cli::open_db(&cli.db, cli.sync)?, &destination)?;
-            println!("Backup written to {}.", destination.display());
+            let r = cli::backup(&cli.db, &destination)?;
+            println!(
+                "Backup written to {}: {}, {} users, {} messages, integrity_check ok, in {:.2} s.",
+                r.path.display(),
+                human_bytes(r.bytes),
+                r.summary.users,
+                r.summary.messages,
+                r.took.as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::Restore { backup } => {
+            let r = cli::restore(&cli.db, &backup)?;
+            println!(
+                "Restored {} into {}: {} users, {} messages.",
+                backup.display(),
+                r.db.display(),
+                r.summary.users,
+                r.summary.messages
+            );
+            if let Some(kept) = r.kept {
+                println!(
+                    "The previous database is kept as {} (restore it to undo).",
+                    kept.display()
+                );
+            }
             Ok(())
         }
         Command::ImportDjango { source } => {
@@ -403,6 +442,15 @@ fn serve(db: &std::path::Path, sync: SyncMode, argon2: Argon2Cost, a: ServeArgs)
     config.max_streams_per_user = a.max_streams_per_user;
     config.signup = a.signup;
     let signup = a.signup;
+    if let Some(dir) = a.backup_dir {
+        if a.backup_keep < 1 {
+            return Err("--backup-keep must be at least 1".into());
+        }
+        let mut schedule = BackupSchedule::new(dir);
+        schedule.every = BackupSchedule::hours(a.backup_every)?;
+        schedule.keep = a.backup_keep;
+        config.backups = Some(schedule);
+    }
     if let Some(dir) = &config.ui_dir {
         if !dir.join("index.html").is_file() {
             return Err(format!("--ui-dir {}: no index.html there", dir.display()));
@@ -414,13 +462,15 @@ fn serve(db: &std::path::Path, sync: SyncMode, argon2: Argon2Cost, a: ServeArgs)
         }
     }
     let handle = whitebeat::serve(config)?;
-    println!("White Beat listening on http://{}", handle.addr());
-    log::info!("sign-up is {}", signup.as_str());
+    // Handlers first: whoever reads the line below may send SIGTERM at once, and it must
+    // stop the server gracefully rather than kill it.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    println!("White Beat listening on http://{}", handle.addr());
+    log::info!("sign-up is {}", signup.as_str());
     if let Some(sig) = signals.forever().next() {
         log::info!("signal {sig} received: finishing in-flight requests");
     }

@@ -5,11 +5,13 @@
 use crate::access::Access;
 use crate::app::{App, Ctx};
 use crate::assets;
+use crate::backup_schedule::BackupThread;
 use crate::config::Config;
 use crate::db::{self, stats::LogEntry};
 use crate::error::Error;
 use crate::http::{Done, Method, Request, Response, Taken};
 use crate::live::Hub;
+use crate::lock::{self, DbLock, Holder};
 use crate::metrics::{self, Metrics};
 use crate::reqlog;
 use crate::router;
@@ -34,14 +36,29 @@ pub struct ServerHandle {
     password_queue: Option<Sender<tiny_http::Request>>,
     password_workers: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
+    backups: Option<BackupThread>,
+    /// Released last, once nothing of this server uses the database any more.
+    lock: Option<DbLock>,
 }
 
 /// Requests waiting for a password worker; beyond this, logins are refused with `503`.
 const PASSWORD_QUEUE: usize = 256;
 
-/// Migrates the database, binds, and starts the workers. Returns once the server accepts
-/// connections.
+/// Locks and migrates the database, binds, and starts the workers. Returns once the server
+/// accepts connections.
 pub fn serve(config: Config) -> Result<ServerHandle, String> {
+    // Before anything touches the database: a second server on it would break the
+    // one-writer design, and a restore must not have it replaced underneath.
+    let db_lock = lock::acquire(&config.db_path, Holder::Server)
+        .map_err(|e| format!("cannot serve {}: {e}", config.db_path.display()))?;
+    if let Some(b) = &config.backups {
+        if !b.dir.is_dir() {
+            return Err(format!(
+                "--backup-dir {}: no such directory",
+                b.dir.display()
+            ));
+        }
+    }
     let mut conn = db::open(&config.db_path, config.sync)?;
     db::migrate(&mut conn)?;
     drop(conn);
@@ -88,6 +105,10 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         workers.push(handle);
     }
+    let backups = match app.config.backups.clone() {
+        Some(schedule) => Some(BackupThread::start(app.config.db_path.clone(), schedule)?),
+        None => None,
+    };
     log::info!("listening on http://{addr} with {threads} workers");
     Ok(ServerHandle {
         addr,
@@ -99,6 +120,8 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
         password_workers,
         // Joined in this order: the writer's pending answers still log requests.
         background: writer_threads.into_iter().chain([log_thread]).collect(),
+        backups,
+        lock: Some(db_lock),
     })
 }
 
@@ -193,6 +216,10 @@ impl ServerHandle {
         if self.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
+        // A backup in progress is abandoned at its next step; joined below.
+        if let Some(b) = &mut self.backups {
+            b.signal_stop();
+        }
         // Each unblock wakes one waiting worker; keep waking until all have left.
         if let Some(http) = &self.http {
             while self.workers.iter().any(|w| !w.is_finished()) {
@@ -220,6 +247,10 @@ impl ServerHandle {
         for t in self.background.drain(..) {
             let _ = t.join();
         }
+        if let Some(b) = self.backups.take() {
+            b.join();
+        }
+        self.lock.take();
         log::info!("server stopped");
     }
 }

@@ -2,6 +2,7 @@
 //! `PRAGMA user_version`, and (in the submodules) every SQL statement of the product as
 //! free functions on `&Connection`. Nothing outside `db/` writes SQL.
 
+pub mod backup;
 pub mod chat;
 pub mod django;
 pub mod import;

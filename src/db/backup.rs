@@ -1,0 +1,171 @@
+//! The SQL side of backups and restores: copying a live database page by page with SQLite's
+//! online backup API, making a copy self-contained, and checking that a file is a sound
+//! White Beat database. The file handling around it is in `backup.rs` and `restore.rs`.
+
+use super::SCHEMA_VERSION;
+use rusqlite::backup::{Backup, StepResult};
+use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
+use std::time::Duration;
+
+/// Pages copied per step (4 MiB with the default 4 KiB pages), with a pause between steps
+/// so the copy's reads and writes leave the disk to the server's commits now and then.
+const STEP_PAGES: i32 = 1024;
+const STEP_PAUSE: Duration = Duration::from_millis(10);
+
+/// The tables every White Beat database has (schema.sql).
+const TABLES: &[&str] = &[
+    "users",
+    "sessions",
+    "conversations",
+    "messages",
+    "request_log",
+    "daily_stats",
+    "hourly_api_calls",
+    "counters",
+];
+
+/// Copies `src` into the empty database `dest` while other connections keep writing.
+///
+/// The online backup API restarts from the first page whenever another connection commits
+/// between two steps; under a steady stream of messages a large copy would never finish.
+/// So the copy runs inside one read transaction on `src`: in WAL mode that snapshot costs
+/// the writers nothing (they append to the WAL; checkpoints only wait to reuse it until the
+/// copy ends), and the copy is exactly the database as of its first step.
+///
+/// `stop` is asked between steps; when it says so the copy is abandoned.
+pub fn online_copy(
+    src: &Connection,
+    dest: &mut Connection,
+    stop: &dyn Fn() -> bool,
+) -> Result<(), String> {
+    // The destination is a scratch file until the caller has checked and synced it: skip
+    // SQLite's own syncs.
+    dest.execute_batch("PRAGMA synchronous = OFF")
+        .map_err(|e| e.to_string())?;
+    src.execute_batch("BEGIN DEFERRED; SELECT count(*) FROM sqlite_schema;")
+        .map_err(|e| format!("cannot start reading the database: {e}"))?;
+    let result = copy_steps(src, dest, stop);
+    // Ends the snapshot whatever happened (a read transaction has nothing to lose).
+    let _ = src.execute_batch("ROLLBACK");
+    result
+}
+
+fn copy_steps(
+    src: &Connection,
+    dest: &mut Connection,
+    stop: &dyn Fn() -> bool,
+) -> Result<(), String> {
+    let backup = Backup::new(src, dest).map_err(|e| e.to_string())?;
+    loop {
+        if stop() {
+            return Err("stopped before the copy was complete".into());
+        }
+        match backup.step(STEP_PAGES).map_err(|e| e.to_string())? {
+            StepResult::Done => return Ok(()),
+            // More to copy; busy or locked only concerns the destination, a private file:
+            // either way, pause and go on.
+            _ => std::thread::sleep(STEP_PAUSE),
+        }
+    }
+}
+
+/// A copy made from a WAL database says "WAL" in its header, so opening it would create
+/// `-wal` and `-shm` files beside it. Rollback-journal mode makes it one file that can be
+/// moved, copied and opened read-only anywhere.
+pub fn make_self_contained(conn: &Connection) -> Result<(), String> {
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if mode.eq_ignore_ascii_case("delete") {
+        Ok(())
+    } else {
+        Err(format!("journal mode stayed {mode}"))
+    }
+}
+
+/// Before a database is set aside: folds its WAL into the main file and leaves WAL mode, so
+/// the main file alone holds every commit. `false` if that was not possible (the file is
+/// damaged or another connection is open); the caller then keeps the WAL file with it.
+pub fn fold_wal(path: &Path) -> bool {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let Ok(conn) = Connection::open_with_flags(path, flags) else {
+        return false;
+    };
+    make_self_contained(&conn).is_ok()
+}
+
+/// What a check of a database found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub schema_version: i64,
+    pub users: i64,
+    pub messages: i64,
+}
+
+/// Checks that `conn` is a sound White Beat database this binary can serve: every page and
+/// index consistent (`PRAGMA integrity_check`), every table there, and a schema version
+/// neither missing nor newer than this binary's. The error is one line about the problem.
+pub fn check(conn: &Connection) -> Result<Summary, String> {
+    let not_a_db = |e: rusqlite::Error| format!("not a readable SQLite database ({e})");
+    let problems: Vec<String> = conn
+        .prepare("PRAGMA integrity_check(5)")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .map_err(not_a_db)?;
+    if problems != ["ok"] {
+        return Err(format!(
+            "integrity_check failed: {}",
+            problems.join("; ").replace('\n', " ")
+        ));
+    }
+    let mut missing = Vec::new();
+    for table in TABLES {
+        let found: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1)",
+                [table],
+                |r| r.get(0),
+            )
+            .map_err(not_a_db)?;
+        if !found {
+            missing.push(*table);
+        }
+    }
+    let version = super::schema_version(conn).map_err(not_a_db)?;
+    if !missing.is_empty() || version < 1 {
+        return Err(format!(
+            "not a White Beat database (no table {})",
+            missing.first().unwrap_or(&"versions")
+        ));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(format!(
+            "database schema version {version} is newer than this binary supports \
+             ({SCHEMA_VERSION}); use a newer whitebeat"
+        ));
+    }
+    let count = |table: &str| -> Result<i64, String> {
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .map_err(|e| format!("cannot count {table}: {e}"))
+    };
+    Ok(Summary {
+        schema_version: version,
+        users: count("users")?,
+        messages: count("messages")?,
+    })
+}
+
+/// Opens a file that must already be a database, with no pragmas of the server's: for
+/// copies, which are inspected and converted, never served.
+pub fn open_copy(path: &Path) -> Result<Connection, String> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(path, flags).map_err(|e| e.to_string())
+}
+
+/// Opens the new, empty file a copy is written into.
+pub fn create_copy(path: &Path) -> Result<Connection, String> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(path, flags).map_err(|e| e.to_string())
+}

@@ -1,0 +1,650 @@
+//! Backups and restores, through the built binary against a real server: `backup` while
+//! four threads send messages keeps every message acknowledged before it started, and the
+//! copy restores and serves; `restore` refuses to run under a server, refuses damaged and
+//! foreign files before replacing anything, and keeps the replaced database; a second
+//! `serve` on one database is refused; scheduled backups keep exactly the newest N, each
+//! sound, survive a vanished backup directory, and stop at once on SIGTERM; `backup` never
+//! overwrites a file.
+mod common;
+
+use rusqlite::{Connection, OpenFlags};
+use serde_json::json;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_whitebeat");
+
+/// The binary with cheap Argon2 and no inherited configuration.
+fn whitebeat(db: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("--db").arg(db);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WHITEBEAT_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("WHITEBEAT_ARGON2_MEMORY_KIB", "64")
+        .env("WHITEBEAT_ARGON2_ITERATIONS", "1")
+        .env("WHITEBEAT_LOG", "info")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Runs a command to completion (a hung command fails the test instead of hanging it).
+fn run(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("command did not finish in time");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "expected success; stdout: {} stderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// A failure with exactly one line on stderr, mentioning `needle`.
+fn assert_one_line_error(o: &Output, needle: &str) {
+    assert!(!o.status.success(), "expected failure: {}", stdout(o));
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected, got: {err:?}");
+    assert!(
+        lines[0].to_lowercase().contains(&needle.to_lowercase()),
+        "{needle:?} not in {:?}",
+        lines[0]
+    );
+}
+
+fn backup(db: &Path, dest: &Path) -> Output {
+    run(whitebeat(db).arg("backup").arg(dest))
+}
+
+fn restore(db: &Path, file: &Path) -> Output {
+    run(whitebeat(db).arg("restore").arg(file))
+}
+
+/// An in-process server on an existing database file.
+fn server_on(db: &Path) -> common::TestServer {
+    let db = db.to_path_buf();
+    common::start_with(move |c| c.db_path = db)
+}
+
+fn open_ro(path: &Path) -> Connection {
+    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
+}
+
+fn integrity(path: &Path) -> String {
+    open_ro(path)
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn count(path: &Path, table: &str) -> i64 {
+    open_ro(path)
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Every message in a database file, by id.
+fn messages(path: &Path) -> HashMap<i64, String> {
+    let conn = open_ro(path);
+    let mut st = conn.prepare("SELECT id, content FROM messages").unwrap();
+    let rows = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    rows
+}
+
+/// The names in a directory, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Adds `n` messages of a few hundred bytes straight through the store, so the database is
+/// many backup steps long.
+fn seed_messages(db: &Path, from: &str, to: &str, n: usize) {
+    use whitebeat::db::{self, chat::NewMessage};
+    let conn = db::open(db, whitebeat::config::SyncMode::Normal).unwrap();
+    let a = db::users::find_id(&conn, from).unwrap().unwrap();
+    let b = db::users::find_id(&conn, to).unwrap().unwrap();
+    let filler = "x".repeat(300);
+    let tx = db::write_tx(&conn).unwrap();
+    for i in 0..n {
+        let content = format!("seed {i} {filler}");
+        let m = NewMessage {
+            sender_id: a,
+            receiver_id: b,
+            content: &content,
+            now: db::now_us(),
+        };
+        db::chat::insert_message(&tx, &m).unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+#[test]
+fn backup_under_write_load_keeps_every_message_acknowledged_before_it() {
+    let s = common::start_with(|c| c.threads = 8);
+    let db = s.db_path();
+    let senders: Vec<(String, String)> = (0..4)
+        .map(|i| {
+            (
+                s.user(&format!("sender{i}")),
+                format!("sender{}", (i + 1) % 4),
+            )
+        })
+        .collect();
+    seed_messages(&db, "sender0", "sender1", 60_000);
+
+    // Each acknowledged send: (id, content, when the 201 arrived).
+    let acked: Arc<Mutex<Vec<(i64, String, Instant)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let base = s.base.clone();
+    let threads: Vec<_> = senders
+        .into_iter()
+        .enumerate()
+        .map(|(t, (token, to))| {
+            let (acked, stop, base) = (acked.clone(), stop.clone(), base.clone());
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(30))
+                    .build();
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let content = format!("load {t}-{n}");
+                    n += 1;
+                    let r = agent
+                        .post(&format!("{base}/api/send-message/"))
+                        .set("Authorization", &format!("Bearer {token}"))
+                        .send_json(json!({"receiver": to, "content": content}));
+                    match r {
+                        Ok(r) if r.status() == 201 => {
+                            let body: serde_json::Value = r.into_json().unwrap();
+                            let id = body["message"]["id"]
+                                .as_i64()
+                                .unwrap_or_else(|| panic!("no id in {body}"));
+                            acked.lock().unwrap().push((id, content, Instant::now()));
+                        }
+                        Ok(r) => panic!("send answered {}", r.status()),
+                        Err(e) => panic!("send failed: {e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Let the load get going, then back up while it continues.
+    while acked.lock().unwrap().len() < 1000 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.sqlite3");
+    let started = Instant::now();
+    let sent_before = acked.lock().unwrap().len();
+    let o = backup(&db, &copy);
+    let took = started.elapsed();
+    let sent_during = acked.lock().unwrap().len() - sent_before;
+    // And a little after, so the server is still busy when the backup is checked.
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains("integrity_check ok"), "{out}");
+    assert!(out.contains("4 users"), "{out}");
+    assert!(sent_during > 0, "the backup did not overlap any send");
+    // Self-contained: no journal files beside it, and nothing else left in the directory.
+    assert_eq!(names(dir.path()), ["copy.sqlite3"]);
+    // Private: it holds every password hash and message.
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&copy).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(integrity(&copy), "ok");
+
+    // Restore the copy into a fresh database and serve it.
+    let fresh = dir.path().join("restored.sqlite3");
+    let o = restore(&fresh, &copy);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("4 users"), "{}", stdout(&o));
+    assert_eq!(integrity(&fresh), "ok");
+    let restored = messages(&fresh);
+    let acked = acked.lock().unwrap();
+    let must_have: Vec<_> = acked.iter().filter(|(_, _, at)| *at < started).collect();
+    assert!(must_have.len() >= 1000);
+    for (id, content, _) in &must_have {
+        assert_eq!(
+            restored.get(id),
+            Some(content),
+            "message {id} was acknowledged before the backup started but is not in it"
+        );
+    }
+    let seeded = restored.values().filter(|c| c.starts_with("seed ")).count();
+    assert_eq!(seeded, 60_000);
+    // Nothing in the copy was never acknowledged (every send was answered before the end).
+    let all: HashMap<i64, &String> = acked.iter().map(|(id, c, _)| (*id, c)).collect();
+    for (id, content) in &restored {
+        if !content.starts_with("seed ") {
+            assert_eq!(all.get(id), Some(&content), "message {id} was never sent");
+        }
+    }
+    let db_bytes = std::fs::metadata(&copy).unwrap().len();
+    println!(
+        "backup of a {:.1} MB database under load took {:.2} s; {} messages acknowledged \
+         before it were all in the copy ({} were acknowledged while it ran, {} of them in it)",
+        db_bytes as f64 / 1e6,
+        took.as_secs_f64(),
+        must_have.len(),
+        sent_during,
+        restored.len() - seeded - must_have.len(),
+    );
+    drop(acked);
+    drop(s);
+
+    // The restored database serves, and the messages are there through the API too.
+    let r = server_on(&fresh);
+    let l = r.login("sender1", "password123");
+    assert_eq!(l.status, 200, "{}", l.text);
+    let token = l.body["token"].as_str().unwrap().to_string();
+    let page = r.get(
+        "/api/messages/?other_username=sender0&limit=5",
+        Some(&token),
+    );
+    assert_eq!(page.status, 200, "{}", page.text);
+    let newest = page.body["messages"][4]["id"].as_i64().unwrap();
+    assert_eq!(
+        restored.get(&newest),
+        Some(
+            &page.body["messages"][4]["content"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        )
+    );
+    let health = r.get("/api/health/", None);
+    assert_eq!(health.body["stats"]["total_messages"], restored.len());
+}
+
+#[test]
+fn restore_refuses_under_a_server_and_keeps_the_replaced_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wb.sqlite3");
+    let mut s = server_on(&db);
+    let alice = s.user("alice");
+    s.user("bob");
+    assert_eq!(s.send(&alice, "bob", "in the backup").status, 201);
+    let copy = dir.path().join("copy.sqlite3");
+    assert_ok(&backup(&db, &copy));
+    assert_eq!(s.send(&alice, "bob", "after the backup").status, 201);
+
+    // Under a running server: refused, nothing changed.
+    let before = names(dir.path());
+    let o = restore(&db, &copy);
+    assert_one_line_error(
+        &o,
+        &format!(
+            "a server is running on this database (pid {})",
+            std::process::id()
+        ),
+    );
+    assert_eq!(names(dir.path()), before);
+    assert_eq!(s.get("/api/health/", None).status, 200);
+    assert_eq!(count(&db, "messages"), 2);
+    s.stop();
+
+    // Damaged and foreign files are refused before anything is replaced.
+    let db_bytes = std::fs::read(&db).unwrap();
+    // The page header of the messages table, overwritten.
+    let root: usize = open_ro(&copy)
+        .query_row(
+            "SELECT rootpage FROM sqlite_schema WHERE name = 'messages'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut corrupt = std::fs::read(&copy).unwrap();
+    let page = 4096;
+    for b in &mut corrupt[page * (root - 1)..page * (root - 1) + 12] {
+        *b = 0x5a;
+    }
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("corrupt.sqlite3", corrupt, "cannot restore"),
+        (
+            "text.sqlite3",
+            b"not a database at all\n".repeat(500),
+            "not a readable",
+        ),
+        ("empty.sqlite3", Vec::new(), "not a White Beat database"),
+    ];
+    let mut refused = Vec::new();
+    for (name, bytes, needle) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        refused.push((p, needle));
+    }
+    let foreign = dir.path().join("foreign.sqlite3");
+    Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE notes (x); INSERT INTO notes VALUES (1);")
+        .unwrap();
+    refused.push((foreign, "not a White Beat database"));
+    let newer = dir.path().join("newer.sqlite3");
+    std::fs::copy(&copy, &newer).unwrap();
+    Connection::open(&newer)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99;")
+        .unwrap();
+    refused.push((newer, "newer"));
+    refused.push((dir.path().join("missing.sqlite3"), "no such file"));
+    let before = names(dir.path());
+    for (file, needle) in &refused {
+        let o = restore(&db, file);
+        assert_one_line_error(&o, needle);
+        assert!(stderr(&o).contains("nothing was changed"), "{}", stderr(&o));
+        assert_eq!(names(dir.path()), before, "{}", file.display());
+        assert!(
+            std::fs::read(&db).unwrap() == db_bytes,
+            "{}",
+            file.display()
+        );
+    }
+    // The corrupt file really is damaged: it is refused for its content, not its name.
+    assert_ne!(integrity(&refused[0].0), "ok");
+
+    // Stopped: the restore goes through and keeps the old database aside; the new file
+    // has the old one's permissions.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let o = restore(&db, &copy);
+    assert_ok(&o);
+    let mode = std::fs::metadata(&db).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640);
+    let kept: Vec<String> = names(dir.path())
+        .into_iter()
+        .filter(|n| n.starts_with("wb.sqlite3.before-restore-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{:?}", names(dir.path()));
+    let kept = dir.path().join(&kept[0]);
+    assert!(
+        stdout(&o).contains(&kept.display().to_string()),
+        "{}",
+        stdout(&o)
+    );
+    // No leftovers: no scratch copy, and no stale journal of the old file beside the new.
+    for n in names(dir.path()) {
+        assert!(!n.starts_with('.'), "scratch file left: {n}");
+        assert!(!n.starts_with("wb.sqlite3-"), "stale journal left: {n}");
+    }
+    let now: Vec<String> = messages(&db).into_values().collect();
+    assert_eq!(now, ["in the backup"]);
+    let mut old: Vec<String> = messages(&kept).into_values().collect();
+    old.sort();
+    assert_eq!(old, ["after the backup", "in the backup"]);
+    assert_eq!(integrity(&kept), "ok");
+
+    // The restored database serves; and restoring the kept file undoes the restore.
+    let s = server_on(&db);
+    assert_eq!(s.login("alice", "password123").status, 200);
+    drop(s);
+    assert_ok(&restore(&db, &kept));
+    assert_eq!(messages(&db).len(), 2);
+}
+
+#[test]
+fn a_second_server_on_the_same_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wb.sqlite3");
+    let s = server_on(&db);
+    let o = run(whitebeat(&db).args(["serve", "--bind", "127.0.0.1:0"]));
+    assert_one_line_error(
+        &o,
+        &format!(
+            "a server is running on this database (pid {})",
+            std::process::id()
+        ),
+    );
+    assert!(!stdout(&o).contains("listening"), "{}", stdout(&o));
+    // Another spelling of the same path finds the same lock; in-process too.
+    let dotted = dir.path().join(".").join("wb.sqlite3");
+    let o = run(whitebeat(&dotted).args(["serve", "--bind", "127.0.0.1:0"]));
+    assert_one_line_error(&o, "a server is running on this database");
+    let mut config = common::test_config(dir.path());
+    config.db_path = db.clone();
+    assert!(whitebeat::serve(config).is_err());
+    // Admin commands do not take the lock: they work while the server runs.
+    let o = run(whitebeat(&db)
+        .args(["createsuperuser", "--noinput", "--username", "root"])
+        .env("WHITEBEAT_SUPERUSER_PASSWORD", "correct-horse"));
+    assert_ok(&o);
+    assert_eq!(s.login("root", "correct-horse").status, 200);
+    drop(s);
+    // Once the first has stopped, a new one starts.
+    let server = Server::start(&db, &[], &dir.path().join("log"));
+    server.stop();
+}
+
+#[test]
+fn backup_refuses_an_existing_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wb.sqlite3");
+    let s = server_on(&db);
+    s.user("alice");
+    let dest = dir.path().join("taken.sqlite3");
+    std::fs::write(&dest, b"precious").unwrap();
+    let before = names(dir.path());
+    let o = backup(&db, &dest);
+    assert_one_line_error(&o, "already exists");
+    assert_eq!(std::fs::read(&dest).unwrap(), b"precious");
+    assert_eq!(names(dir.path()), before, "nothing left behind");
+    // Also a destination in a missing directory, and a missing database.
+    let o = backup(&db, &dir.path().join("nowhere/x.sqlite3"));
+    assert_one_line_error(&o, "does not exist");
+    let o = backup(&dir.path().join("missing.sqlite3"), &dir.path().join("y"));
+    assert_one_line_error(&o, "does not exist");
+    assert!(!dir.path().join("missing.sqlite3").exists());
+}
+
+/// `whitebeat serve` as a child process, logging to a file.
+struct Server {
+    child: Child,
+    base: String,
+    log: PathBuf,
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    fn start(db: &Path, args: &[&str], log: &Path) -> Server {
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let mut child = whitebeat(db)
+            .args(["serve", "--bind", "127.0.0.1:0", "--threads", "2"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let Some(addr) = line.trim().strip_prefix("White Beat listening on ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no server: {}", std::fs::read_to_string(log).unwrap());
+        };
+        Server {
+            base: addr.to_string(),
+            child,
+            log: log.to_path_buf(),
+            _stdout: out,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log has `n` lines containing `needle`.
+    fn wait_log(&self, needle: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while self.log().matches(needle).count() < n {
+            assert!(Instant::now() < deadline, "waited for {n} × {needle:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM; asserts a clean exit and returns how long it took.
+    fn stop(mut self) -> Duration {
+        let started = Instant::now();
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status:?}: {}", self.log());
+        started.elapsed()
+    }
+}
+
+#[test]
+fn scheduled_backups_keep_the_newest_n_each_sound() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wb.sqlite3");
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    // Files that only look alike are never deleted.
+    for other in ["notes.txt", "whitebeat-manual.sqlite3"] {
+        std::fs::write(backups.join(other), b"mine").unwrap();
+    }
+    let args = [
+        "--backup-dir",
+        backups.to_str().unwrap(),
+        "--backup-every",
+        "0.0003",
+        "--backup-keep",
+        "2",
+    ];
+    let server = Server::start(&db, &args, &dir.path().join("log"));
+    let agent = ureq::agent();
+    let signup = |name: &str| {
+        agent
+            .post(&format!("{}/api/signup/", server.base))
+            .send_json(json!({"username": name, "password": "password123"}))
+            .unwrap();
+    };
+    signup("alice");
+    server.wait_log("backup written to", 4);
+    signup("bob");
+    // The two newest are both taken after bob signed up.
+    server.wait_log("backup written to", 6);
+    let took = server.stop();
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    assert!(log.matches("old backup").count() >= 3, "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+    let left = names(&backups);
+    let own: Vec<&String> = left.iter().filter(|n| n.ends_with("Z.sqlite3")).collect();
+    assert_eq!(own.len(), 2, "{left:?}");
+    assert_eq!(
+        left.len(),
+        4,
+        "only the two newest and the other files: {left:?}"
+    );
+    assert!(left.contains(&"notes.txt".to_string()));
+    assert!(left.contains(&"whitebeat-manual.sqlite3".to_string()));
+    for name in own {
+        let p = backups.join(name);
+        assert_eq!(integrity(&p), "ok", "{name}");
+        assert_eq!(count(&p, "users"), 2, "{name}");
+        // Named after a time, and the newest the log mentions.
+        assert!(log.contains(name.as_str()), "{name} not in the log");
+    }
+}
+
+#[test]
+fn a_failing_scheduled_backup_is_logged_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wb.sqlite3");
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    let args = [
+        "--backup-dir",
+        backups.to_str().unwrap(),
+        "--backup-every",
+        "0.0003",
+    ];
+    let server = Server::start(&db, &args, &dir.path().join("log"));
+    server.wait_log("backup written to", 1);
+    std::fs::remove_dir_all(&backups).unwrap();
+    server.wait_log("scheduled backup failed", 1);
+    let health = ureq::get(&format!("{}/api/health/", server.base))
+        .call()
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    std::fs::create_dir(&backups).unwrap();
+    server.wait_log("backup written to", 2);
+    assert_eq!(names(&backups).len(), 1);
+    server.stop();
+
+    // Bad settings are refused at start, in one line.
+    for (args, needle) in [
+        (vec!["--backup-dir", "/nonexistent/dir"], "/nonexistent/dir"),
+        (
+            vec!["--backup-dir", ".", "--backup-every", "0"],
+            "--backup-every",
+        ),
+        (
+            vec!["--backup-dir", ".", "--backup-every", "soon"],
+            "--backup-every",
+        ),
+        (
+            vec!["--backup-dir", ".", "--backup-keep", "0"],
+            "--backup-keep",
+        ),
+    ] {
+        let o = run(whitebeat(&db)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(&args)
+            .env("WHITEBEAT_LOG", "warn"));
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+}
