@@ -129,6 +129,29 @@ fn sample(path: &str, method: &str) -> (String, Option<Value>) {
         ("/api/events", "GET") => ("/api/events/".into(), None),
         ("/api/typing", "POST") => ("/api/typing/".into(), body(json!({"conversation_id": 1}))),
         ("/api/openapi.json", "GET") => ("/api/openapi.json".into(), None),
+        ("/api/signup", "GET") => ("/api/signup/".into(), None),
+        ("/api/admin/users", "GET") => ("/api/admin/users/".into(), None),
+        ("/api/admin/users", "POST") => (
+            "/api/admin/users/".into(),
+            body(json!({"username": "made", "password": "password123", "is_admin": true})),
+        ),
+        ("/api/admin/deactivate", "POST") => (
+            "/api/admin/deactivate/".into(),
+            body(json!({"username": "bob"})),
+        ),
+        ("/api/admin/activate", "POST") => (
+            "/api/admin/activate/".into(),
+            body(json!({"username": "bob"})),
+        ),
+        ("/api/admin/reset-password", "POST") => (
+            "/api/admin/reset-password/".into(),
+            body(json!({"username": "bob"})),
+        ),
+        ("/api/admin/invites", "GET") => ("/api/admin/invites/".into(), None),
+        ("/api/admin/invites", "POST") => ("/api/admin/invites/".into(), body(json!({}))),
+        ("/api/admin/invites/revoke", "POST") => {
+            ("/api/admin/invites/revoke/".into(), body(json!({"id": 1})))
+        }
         _ => panic!(
             "route {method} {path} has no case in tests/authz_sweep.rs: decide whether it is \
              public and add a sample request"
@@ -535,6 +558,19 @@ fn another_ordinary_user_can_neither_read_nor_write_a_conversation_not_his() {
                     Some(&json!({"conversation_id": conv})),
                 );
                 assert_eq!(r.status, 404, "typing into A/B's conversation: {}", r.text);
+            }
+            "/api/admin/users"
+            | "/api/admin/deactivate"
+            | "/api/admin/activate"
+            | "/api/admin/reset-password"
+            | "/api/admin/invites"
+            | "/api/admin/invites/revoke" => {
+                // Account and invite administration: refused to carol, and (checked below)
+                // alice and bob keep their sessions and passwords.
+                let (target, body) = sample(path, method);
+                let r = call(&s, method, &target, c, body.as_ref());
+                assert_eq!(r.status, 403, "carol: {method} {target}: {}", r.text);
+                assert_nothing_of_theirs(&target, &r.text);
             }
             other => panic!("route {other} has no cross-user case in tests/authz_sweep.rs"),
         }
