@@ -7,6 +7,8 @@
 //! overwrites a file.
 mod common;
 
+use common::bin::{self, assert_ok, assert_one_line_error, run, stderr, stdout};
+
 use rusqlite::{Connection, OpenFlags};
 use serde_json::json;
 use std::collections::HashMap;
@@ -17,70 +19,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_whitebeat");
-
-/// The binary with cheap Argon2 and no inherited configuration.
+/// The binary as every test runs it, with its info log (the schedule is followed there).
 fn whitebeat(db: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.arg("--db").arg(db);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("WHITEBEAT_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("WHITEBEAT_ARGON2_MEMORY_KIB", "64")
-        .env("WHITEBEAT_ARGON2_ITERATIONS", "1")
-        .env("WHITEBEAT_LOG", "info")
-        .stdin(Stdio::null());
+    let mut c = bin::whitebeat(db);
+    c.env("WHITEBEAT_LOG", "info");
     c
-}
-
-/// Runs a command to completion (a hung command fails the test instead of hanging it).
-fn run(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary runs");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("command did not finish in time");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn assert_ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "expected success; stdout: {} stderr: {}",
-        stdout(o),
-        stderr(o)
-    );
-}
-
-/// A failure with exactly one line on stderr, mentioning `needle`.
-fn assert_one_line_error(o: &Output, needle: &str) {
-    assert!(!o.status.success(), "expected failure: {}", stdout(o));
-    let err = stderr(o);
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line expected, got: {err:?}");
-    assert!(
-        lines[0].to_lowercase().contains(&needle.to_lowercase()),
-        "{needle:?} not in {:?}",
-        lines[0]
-    );
 }
 
 fn backup(db: &Path, dest: &Path) -> Output {

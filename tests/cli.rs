@@ -4,91 +4,14 @@
 //! busy port, `--help`/`--version`, and `serve` stopping cleanly (exit 0) on SIGTERM.
 mod common;
 
+use common::bin::{
+    assert_ok, assert_one_line_error, run, stderr, stdout, wait_output, whitebeat, BIN,
+};
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_whitebeat");
-
-/// The binary with cheap Argon2 and no inherited configuration.
-fn whitebeat(db: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.arg("--db").arg(db);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("WHITEBEAT_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("WHITEBEAT_ARGON2_MEMORY_KIB", "64")
-        .env("WHITEBEAT_ARGON2_ITERATIONS", "1")
-        .env("WHITEBEAT_LOG", "warn")
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary runs");
-    wait_output(child, Duration::from_secs(30))
-}
-
-/// Waits for a child with a deadline (a hung command fails the test instead of hanging it).
-fn wait_output(mut child: Child, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "command did not finish in {limit:?}; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn assert_ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "expected success, got {:?}; stdout: {} stderr: {}",
-        o.status,
-        stdout(o),
-        stderr(o)
-    );
-}
-
-/// A failure with exactly one line on stderr, mentioning `needle`.
-fn assert_one_line_error(o: &Output, needle: &str) {
-    assert!(
-        !o.status.success(),
-        "expected failure; stdout: {}",
-        stdout(o)
-    );
-    let err = stderr(o);
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line expected, got: {err:?}");
-    assert!(
-        lines[0].to_lowercase().contains(&needle.to_lowercase()),
-        "{needle:?} not in {:?}",
-        lines[0]
-    );
-}
 
 fn createsuperuser(db: &Path, username: &str, email: &str, password: &str) -> Output {
     run(whitebeat(db)

@@ -25,19 +25,28 @@ pub fn whitebeat(db: &Path) -> Command {
     c
 }
 
-/// Runs a command to completion (30 s at most) and returns its output.
+/// Runs a command to completion (two minutes at most: a hung command fails the test
+/// instead of hanging it) and returns its output.
 pub fn run(cmd: &mut Command) -> Output {
-    let mut child = cmd
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("binary runs");
-    let deadline = Instant::now() + Duration::from_secs(30);
+    wait_output(child, Duration::from_secs(120))
+}
+
+/// Waits for a child with a deadline and returns its output.
+pub fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
             let out = child.wait_with_output().unwrap();
-            panic!("command did not finish in 30 s; stderr: {}", stderr(&out));
+            panic!(
+                "command did not finish in {limit:?}; stderr: {}",
+                stderr(&out)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
