@@ -5,6 +5,8 @@
 //! straight into the store that the API must still answer quickly and correctly.
 mod common;
 
+use common::conversation_with;
+
 use common::{Resp, TestServer};
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -60,15 +62,6 @@ fn db(s: &TestServer) -> rusqlite::Connection {
 
 fn conversations(s: &TestServer, token: &str) -> Value {
     ok(s.get("/api/conversations/", Some(token))).body
-}
-
-fn conversation_with<'a>(list: &'a Value, other: &str) -> &'a Value {
-    list["conversations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["other_user"]["username"] == other)
-        .unwrap_or_else(|| panic!("no conversation with {other} in {list}"))
 }
 
 // ---------------------------------------------------------------- users/

@@ -106,17 +106,7 @@ fn connect(addr: SocketAddr) -> TcpStream {
 
 /// Reads until the server closes the connection (or resets it, or 20 s of silence).
 fn read_all(s: &mut TcpStream) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        }
-    }
-    buf
+    common::read_until_closed(s)
 }
 
 /// Sends raw bytes (write errors ignored: the server may close early), half-closes, and

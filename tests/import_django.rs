@@ -7,6 +7,8 @@
 //! writing began (one transaction: nothing stays), the Django file itself as the target.
 mod common;
 
+use common::conversation_with;
+
 use rusqlite::Connection;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -208,15 +210,6 @@ fn login_token(s: &common::TestServer, username: &str, password: &str) -> Value 
     let r = s.login(username, password);
     assert_eq!(r.status, 200, "login {username}: {}", r.text);
     r.body
-}
-
-fn conversation_with<'a>(list: &'a Value, other: &str) -> &'a Value {
-    list["conversations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["other_user"]["username"] == other)
-        .unwrap_or_else(|| panic!("no conversation with {other} in {list}"))
 }
 
 #[test]

@@ -198,3 +198,30 @@ impl Drop for TestServer {
         self.stop();
     }
 }
+
+/// The entry of a `conversations/` answer whose other member is `other`.
+pub fn conversation_with<'a>(list: &'a Value, other: &str) -> &'a Value {
+    list["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["other_user"]["username"] == other)
+        .unwrap_or_else(|| panic!("no conversation with {other} in {list}"))
+}
+
+/// Reads a raw connection until the server closes it (or resets it, or the socket's read
+/// timeout passes).
+pub fn read_until_closed(s: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::{ErrorKind, Read};
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    buf
+}
