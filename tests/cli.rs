@@ -38,6 +38,42 @@ fn server_on(db: &Path) -> common::TestServer {
 }
 
 #[test]
+fn a_version_1_database_with_data_migrates_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v1.sqlite3");
+    {
+        // A database as the first release left it.
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(include_str!("../schema.sql")).unwrap();
+        conn.execute_batch(
+            "PRAGMA user_version = 1;
+             INSERT INTO users (username, email, password_hash, last_activity, date_joined)
+             VALUES ('old', 'old@example.com', 'x', 1, 1);",
+        )
+        .unwrap();
+    }
+    let o = run(whitebeat(&db).arg("migrate"));
+    assert_ok(&o);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, whitebeat::db::SCHEMA_VERSION);
+    let (name, invite): (String, Option<i64>) = conn
+        .query_row("SELECT username, invite_id FROM users", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((name.as_str(), invite), ("old", None));
+    let invites: i64 = conn
+        .query_row("SELECT COUNT(*) FROM invites", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(invites, 0);
+    // And the invite commands work on it.
+    assert_ok(&run(whitebeat(&db).args(["invite", "create"])));
+}
+
+#[test]
 fn migrate_twice_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("wb.sqlite3");
