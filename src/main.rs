@@ -355,11 +355,18 @@ fn run(cli: Cli) -> CliResult {
                 r.summary.users,
                 r.summary.messages
             );
-            if let Some(kept) = r.kept {
-                println!(
+            match (r.kept, r.kept_with_wal) {
+                (Some(kept), false) => println!(
                     "The previous database is kept as {} (restore it to undo).",
                     kept.display()
-                );
+                ),
+                (Some(kept), true) => println!(
+                    "The previous database could not be made whole (is it damaged?); it is \
+                     kept as {} with its WAL beside it as {}-wal.",
+                    kept.display(),
+                    kept.display()
+                ),
+                (None, _) => {}
             }
             Ok(())
         }

@@ -4,7 +4,7 @@
 //! beside it, and swaps the file in with one rename.
 
 use crate::backup::{remove_scratch, sync_dir};
-use crate::db::backup::{self as dbb, Summary};
+use crate::db::backup::{self as dbb, Fold, Summary};
 use crate::lock::{self, Holder};
 use std::ffi::OsString;
 use std::fs;
@@ -17,6 +17,9 @@ pub struct Restored {
     pub summary: Summary,
     /// Where the replaced database now is (none if there was none).
     pub kept: Option<PathBuf>,
+    /// The replaced database could not be made whole on its own (it is damaged), so its
+    /// WAL was kept beside it as `<kept>-wal`.
+    pub kept_with_wal: bool,
 }
 
 pub fn restore(db: &Path, backup: &Path) -> Result<Restored, String> {
@@ -56,14 +59,37 @@ pub fn restore(db: &Path, backup: &Path) -> Result<Restored, String> {
     let scratch = dir.join(format!(".{name}.restore-{}", std::process::id()));
     remove_scratch(&scratch);
     let result = prepare(backup, &scratch)
+        .and_then(|summary| Ok((summary, fold_old(&db)?)))
         .map_err(refuse)
-        .and_then(|summary| {
-            let kept = swap(&db, &scratch)?;
-            Ok((summary, kept))
+        .and_then(|(summary, fold)| {
+            let kept = swap(&db, &scratch, fold == Fold::Done)?;
+            Ok((summary, kept, fold))
         });
     remove_scratch(&scratch);
-    let (summary, kept) = result?;
-    Ok(Restored { db, summary, kept })
+    let (summary, kept, fold) = result?;
+    Ok(Restored {
+        db,
+        summary,
+        kept_with_wal: kept.is_some() && fold != Fold::Done,
+        kept,
+    })
+}
+
+/// Folds the old database's WAL into it, so the file kept aside is whole and can be
+/// restored to undo. Someone else having it open is a reason to stop: they would go on
+/// writing into the file being set aside.
+fn fold_old(db: &Path) -> Result<Fold, String> {
+    if !db.exists() {
+        return Ok(Fold::Done);
+    }
+    match dbb::fold_wal(db) {
+        Fold::InUse => Err(format!(
+            "{} is open in another program (a sqlite3 shell, a backup, Litestream?): \
+             close it first",
+            db.display()
+        )),
+        fold => Ok(fold),
+    }
 }
 
 /// Copies the backup next to the database and checks the copy, which is what will be
@@ -83,12 +109,12 @@ fn prepare(backup: &Path, scratch: &Path) -> Result<Summary, String> {
 }
 
 /// Sets the old database aside and renames the checked copy into its place.
-fn swap(db: &Path, scratch: &Path) -> Result<Option<PathBuf>, String> {
+fn swap(db: &Path, scratch: &Path, folded: bool) -> Result<Option<PathBuf>, String> {
     let failed = |e: String| format!("restore failed: {e}");
     let kept = match fs::metadata(db) {
         Ok(old) => {
             same_owner_and_mode(scratch, &old);
-            Some(set_aside(db).map_err(failed)?)
+            Some(set_aside(db, folded).map_err(failed)?)
         }
         Err(_) => None,
     };
@@ -121,11 +147,10 @@ fn same_owner_and_mode(scratch: &Path, old: &fs::Metadata) {
 
 /// Keeps the database about to be replaced as `<db>.before-restore-<UTC time>`, so a
 /// mistaken restore can be undone by restoring that file.
-fn set_aside(db: &Path) -> Result<PathBuf, String> {
-    // Folding the WAL in makes the kept file whole on its own. If that fails (a damaged
-    // database is a common reason to restore), its WAL and journal are kept beside it under
-    // the matching names instead, where SQLite will find them.
-    let folded = dbb::fold_wal(db);
+fn set_aside(db: &Path, folded: bool) -> Result<PathBuf, String> {
+    // When the WAL could not be folded in (a damaged database is a common reason to
+    // restore), its WAL and journal are kept beside it under the matching names instead,
+    // where SQLite will find them.
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let mut kept = with_suffix(db, &format!(".before-restore-{stamp}"));
     for n in 2.. {

@@ -370,6 +370,56 @@ fn restore_refuses_under_a_server_and_keeps_the_replaced_database() {
 }
 
 #[test]
+fn restore_waits_for_other_programs_to_close_the_database_so_undo_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wb.sqlite3");
+    let mut s = server_on(&db);
+    let alice = s.user("alice");
+    s.user("bob");
+    assert_eq!(s.send(&alice, "bob", "in the backup").status, 201);
+    let copy = dir.path().join("copy.sqlite3");
+    assert_ok(&backup(&db, &copy));
+    assert_eq!(
+        s.send(&alice, "bob", "only in the old database").status,
+        201
+    );
+    s.stop();
+
+    // A sqlite3 shell (or Litestream) still has it open, with commits in its WAL.
+    let other = Connection::open(&db).unwrap();
+    other
+        .execute_batch("PRAGMA journal_mode = WAL; UPDATE users SET status = 'busy'")
+        .unwrap();
+    let before = names(dir.path());
+    let o = restore(&db, &copy);
+    assert_one_line_error(&o, "is open in another program");
+    assert!(stderr(&o).contains("nothing was changed"), "{}", stderr(&o));
+    assert_eq!(names(dir.path()), before);
+    drop(other);
+
+    // Closed: the restore works, and restoring the kept file undoes it, WAL commits and all.
+    let o = restore(&db, &copy);
+    assert_ok(&o);
+    assert_eq!(count(&db, "messages"), 1);
+    let kept = stdout(&o)
+        .split("kept as ")
+        .nth(1)
+        .and_then(|rest| rest.split(" (restore it to undo)").next())
+        .unwrap_or_else(|| panic!("no kept file named: {}", stdout(&o)))
+        .to_string();
+    assert_ok(&restore(&db, Path::new(&kept)));
+    assert_eq!(count(&db, "messages"), 2);
+    let busy: i64 = open_ro(&db)
+        .query_row(
+            "SELECT COUNT(*) FROM users WHERE status = 'busy'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(busy, 2);
+}
+
+#[test]
 fn a_second_server_on_the_same_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("wb.sqlite3");

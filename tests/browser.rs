@@ -862,6 +862,12 @@ fn banner_while_server_unreachable_then_recovers() {
     let mut config = common::test_config(s.dir.path());
     config.bind = addr;
     s.handle = Some(whitebeat::serve(config).expect("server restarts"));
+    // The test's own client must not reuse a keep-alive connection of the stopped server's
+    // (a server stopped in-process leaves its connection threads to answer 503 until they
+    // time out; a real process takes its sockets with it).
+    s.agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
     b.wait_until(Duration::from_secs(40), "the banner to go", || {
         !visible(&b, "#offline-banner")
     });

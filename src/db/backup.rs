@@ -84,15 +84,39 @@ pub fn make_self_contained(conn: &Connection) -> Result<(), String> {
     }
 }
 
+/// What became of a database's WAL before it is set aside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fold {
+    /// Folded into the main file, which now holds every commit on its own.
+    Done,
+    /// Another program has the database open (a `sqlite3` shell, a backup, Litestream).
+    InUse,
+    /// Not possible (a damaged file, say): the WAL must travel with the main file.
+    Failed,
+}
+
 /// Before a database is set aside: folds its WAL into the main file and leaves WAL mode, so
-/// the main file alone holds every commit. `false` if that was not possible (the file is
-/// damaged or another connection is open); the caller then keeps the WAL file with it.
-pub fn fold_wal(path: &Path) -> bool {
+/// the main file alone holds every commit. Leaving WAL mode needs the only connection, so
+/// a busy answer means someone else has the file open.
+pub fn fold_wal(path: &Path) -> Fold {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let Ok(conn) = Connection::open_with_flags(path, flags) else {
-        return false;
+        return Fold::Failed;
     };
-    make_self_contained(&conn).is_ok()
+    match conn.query_row("PRAGMA journal_mode = DELETE", [], |r| {
+        r.get::<_, String>(0)
+    }) {
+        Ok(mode) if mode.eq_ignore_ascii_case("delete") => Fold::Done,
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            Fold::InUse
+        }
+        _ => Fold::Failed,
+    }
 }
 
 /// What a check of a database found.
