@@ -29,6 +29,20 @@ pub fn open_db(path: &Path, sync: SyncMode) -> CliResult<Connection> {
     Ok(conn)
 }
 
+/// Opens an existing database for an admin command. Only `serve`, `migrate`,
+/// `createsuperuser` and `import-django` create one: a mistyped `--db` (or a missing
+/// `WHITEBEAT_DB`) must not send an invite or a password change into a new empty file
+/// while the real server never sees it.
+pub fn open_existing_db(path: &Path, sync: SyncMode) -> CliResult<Connection> {
+    if !path.is_file() {
+        return Err(format!(
+            "no database at {}: give the server's with --db or WHITEBEAT_DB",
+            path.display()
+        ));
+    }
+    open_db(path, sync)
+}
+
 pub fn migrate(path: &Path, sync: SyncMode) -> CliResult<i64> {
     let conn = open_db(path, sync)?;
     db::schema_version(&conn).map_err(|e| e.to_string())

@@ -347,6 +347,9 @@ pub fn import(source: &Path, db_path: &Path, sync: SyncMode) -> CliResult<Report
     let admins = django::group_members(&django, "Admin")
         .map_err(|e| format!("cannot read the Admin group: {e}"))?;
 
+    // Like a restore, an import replaces what a server would be serving: not under one.
+    let _lock = crate::lock::acquire(&crate::lock::resolve(db_path), crate::lock::Holder::Import)
+        .map_err(|e| format!("cannot import: {e}"))?;
     let conn = cli::open_db(db_path, sync)?;
     let failed = |e: rusqlite::Error| format!("import failed, nothing was written: {e}");
     let tx = db::write_tx(&conn).map_err(failed)?;

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 pub enum Holder {
     Server,
     Restore,
+    Import,
 }
 
 impl Holder {
@@ -25,6 +26,7 @@ impl Holder {
         match self {
             Holder::Server => "serve",
             Holder::Restore => "restore",
+            Holder::Import => "import",
         }
     }
 }
@@ -103,6 +105,7 @@ fn held_by(text: &str) -> String {
         .unwrap_or_else(|| "pid unknown".into());
     match words.next() {
         Some("restore") => format!("a restore is in progress on this database ({pid})"),
+        Some("import") => format!("an import is in progress on this database ({pid})"),
         _ => format!("a server is running on this database ({pid})"),
     }
 }

@@ -290,34 +290,34 @@ fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::MakeAdmin { username } => {
-            cli::set_admin(&cli::open_db(&cli.db, cli.sync)?, &username, true)?;
+            cli::set_admin(&cli::open_existing_db(&cli.db, cli.sync)?, &username, true)?;
             println!("`{username}` is now an admin.");
             Ok(())
         }
         Command::RemoveAdmin { username } => {
-            cli::set_admin(&cli::open_db(&cli.db, cli.sync)?, &username, false)?;
+            cli::set_admin(&cli::open_existing_db(&cli.db, cli.sync)?, &username, false)?;
             println!("`{username}` is no longer an admin.");
             Ok(())
         }
         Command::Changepassword { username } => {
-            let conn = cli::open_db(&cli.db, cli.sync)?;
+            let conn = cli::open_existing_db(&cli.db, cli.sync)?;
             let password = new_password()?;
             cli::change_password(&conn, cost, &username, &password)?;
             println!("Password of `{username}` changed; their sessions were ended.");
             Ok(())
         }
         Command::Deactivate { username } => {
-            cli::set_active(&cli::open_db(&cli.db, cli.sync)?, &username, false)?;
+            cli::set_active(&cli::open_existing_db(&cli.db, cli.sync)?, &username, false)?;
             println!("`{username}` is deactivated; their sessions were ended.");
             Ok(())
         }
         Command::Activate { username } => {
-            cli::set_active(&cli::open_db(&cli.db, cli.sync)?, &username, true)?;
+            cli::set_active(&cli::open_existing_db(&cli.db, cli.sync)?, &username, true)?;
             println!("`{username}` is active.");
             Ok(())
         }
         Command::ListUsers { search } => {
-            let conn = cli::open_db(&cli.db, cli.sync)?;
+            let conn = cli::open_existing_db(&cli.db, cli.sync)?;
             print!("{}", cli_accounts::list_users(&conn, search.as_deref())?);
             Ok(())
         }
@@ -326,14 +326,14 @@ fn run(cli: Cli) -> CliResult {
             email,
             admin,
         } => {
-            let conn = cli::open_db(&cli.db, cli.sync)?;
+            let conn = cli::open_existing_db(&cli.db, cli.sync)?;
             let email = email.unwrap_or_else(|| format!("{username}@whitebeat.com"));
             let password = new_password()?;
             let id = cli::create_account(&conn, cost, &username, &email, &password, admin, false)?;
             println!("Account `{username}` created (id {id}).");
             Ok(())
         }
-        Command::Invite(command) => invite(&cli::open_db(&cli.db, cli.sync)?, command),
+        Command::Invite(command) => invite(&cli::open_existing_db(&cli.db, cli.sync)?, command),
         Command::Backup { destination } => {
             let r = cli::backup(&cli.db, &destination)?;
             println!(

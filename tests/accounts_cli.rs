@@ -1,7 +1,8 @@
 //! Account administration from the shell, run as the built binary: `invite create|list|
 //! revoke` against the database of a running invite-only server (the code works for a
 //! sign-up over HTTP at once), `create-user` for a closed server, `list-users`, and
-//! `deactivate`/`activate` with the last-admin guard.
+//! `deactivate`/`activate` with the last-admin guard; none of them creates a database at a
+//! mistyped path.
 mod common;
 
 use common::bin::{
@@ -70,6 +71,19 @@ fn invites_made_on_the_shell_work_on_a_running_invite_only_server() {
     assert_one_line_error(&o, "no invite");
     let o = run(whitebeat(&db).args(["invite", "create", "--uses=-3"]));
     assert_one_line_error(&o, "max_uses");
+
+    // A mistyped --db is an error, not a new empty database the server never sees.
+    let wrong = dir.path().join("typo.sqlite3");
+    for args in [
+        &["invite", "create"][..],
+        &["list-users"],
+        &["make-admin", "anna"],
+        &["deactivate", "anna"],
+    ] {
+        let o = run(whitebeat(&wrong).args(args));
+        assert_one_line_error(&o, "no database at");
+        assert!(!wrong.exists(), "{args:?} created {}", wrong.display());
+    }
 }
 
 #[test]

@@ -7,15 +7,14 @@
 //! writing began (one transaction: nothing stays), the Django file itself as the target.
 mod common;
 
+use common::bin::{run, stderr, stdout, whitebeat};
 use common::conversation_with;
 
 use rusqlite::Connection;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use whitebeat::config::SyncMode;
-
-const BIN: &str = env!("CARGO_BIN_EXE_whitebeat");
 
 /// Django 4.2's `CREATE TABLE`s for the auth tables and the original's `api` models.
 const DJANGO_AUTH: &str = r#"
@@ -142,25 +141,7 @@ fn full_django_db(dir: &Path) -> PathBuf {
 
 /// `whitebeat --db DB import-django SOURCE`, with no inherited configuration.
 fn import(db: &Path, source: &Path) -> Output {
-    let mut c = Command::new(BIN);
-    c.arg("--db").arg(db).arg("import-django").arg(source);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("WHITEBEAT_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("WHITEBEAT_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .expect("binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    run(whitebeat(db).arg("import-django").arg(source))
 }
 
 /// A failure with one line on stderr that mentions every one of `needles`.
@@ -518,6 +499,26 @@ fn a_database_with_users_is_refused_and_left_alone() {
     assert_eq!(after.1.users, 1);
     assert_eq!(after.1.admins, 1);
     assert_eq!(after.1.messages, 0);
+}
+
+#[test]
+fn an_import_under_a_running_server_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = full_django_db(dir.path());
+    let db = dir.path().join("wb.sqlite3");
+    let server = common::start_with({
+        let db = db.clone();
+        move |c| c.db_path = db
+    });
+    let out = import(&db, &source);
+    assert_fails_with(
+        &out,
+        &["cannot import", "a server is running on this database"],
+    );
+    drop(server);
+    assert_eq!(contents(&db).0, [0, 0, 0, 0]);
+    let out = import(&db, &source);
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]
