@@ -41,12 +41,31 @@ pub enum HashKind {
 
 pub fn hash_kind(stored: &str) -> HashKind {
     if stored.starts_with("$argon2") {
-        HashKind::Argon2
+        if argon2_cost_is_sane(stored) {
+            HashKind::Argon2
+        } else {
+            HashKind::Unsupported
+        }
     } else if parse_django_pbkdf2(stored).is_some() {
         HashKind::DjangoPbkdf2
     } else {
         HashKind::Unsupported
     }
+}
+
+/// Argon2 takes its cost from the stored hash itself, so a row that came from elsewhere (an
+/// import, a hand-edited database) could ask for gigabytes and minutes per login attempt.
+/// Hashes over 1 GiB, 100 passes or 16 lanes are not verified at all.
+fn argon2_cost_is_sane(stored: &str) -> bool {
+    let Some(params) = stored.split('$').find(|p| p.starts_with("m=")) else {
+        return false;
+    };
+    params.split(',').all(|kv| match kv.split_once('=') {
+        Some(("m", v)) => v.parse::<u32>().is_ok_and(|m| m <= 1024 * 1024),
+        Some(("t", v)) => v.parse::<u32>().is_ok_and(|t| t <= 100),
+        Some(("p", v)) => v.parse::<u32>().is_ok_and(|p| p <= 16),
+        _ => true,
+    })
 }
 
 /// The parts of a Django PBKDF2-SHA256 hash.
@@ -157,8 +176,10 @@ impl PasswordHasher {
     }
 
     /// Checks a password against a stored hash (ours, or an imported Django one); `None`
-    /// (unknown user) and a hash that can never match still do the work of a verification,
-    /// so the answer takes as long whoever asks.
+    /// (unknown user) and a hash that can never match still do the work of an Argon2
+    /// verification, so an unknown username takes as long as a known one. (An imported
+    /// Django hash costs its own PBKDF2 rounds until the first login replaces it, so timing
+    /// can tell such not-yet-used imported accounts apart.)
     pub fn verify(&self, stored: Option<&str>, password: &str) -> bool {
         let kind = stored.map_or(HashKind::Unsupported, hash_kind);
         self.with_permit(|| match (kind, stored) {
@@ -408,6 +429,21 @@ mod tests {
         assert!(matches!(t.check("BOB", ip), Err(Error::TooManyRequests(_))));
         t.record_success("bob", ip);
         assert!(t.check("bob", ip).is_ok());
+    }
+
+    #[test]
+    fn argon2_hashes_asking_for_too_much_are_never_verified() {
+        let ok = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$AAAA";
+        assert_eq!(hash_kind(ok), HashKind::Argon2);
+        for greedy in [
+            "$argon2id$v=19$m=4194304,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$AAAA",
+            "$argon2id$v=19$m=19456,t=100000,p=1$c29tZXNhbHRzb21lc2FsdA$AAAA",
+            "$argon2id$v=19$m=19456,t=2,p=255$c29tZXNhbHRzb21lc2FsdA$AAAA",
+            "$argon2id$v=19$m=lots,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$AAAA",
+            "$argon2id$v=19",
+        ] {
+            assert_eq!(hash_kind(greedy), HashKind::Unsupported, "{greedy}");
+        }
     }
 
     #[test]

@@ -187,6 +187,9 @@ pub fn login(ctx: &Ctx, req: &Request) -> Result<Response> {
     let idle = ctx.app.config.session_idle;
     let now = db::now_us();
     let tx = db::write_tx(ctx.db)?;
+    if !db::users::still_verified(&tx, user.id, &user.password_hash)? {
+        return Err(Error::unauthorized("Invalid username or password"));
+    }
     db::sessions::create(&tx, &token_hash, user.id, now, idle.as_micros() as i64)?;
     db::users::touch_activity(&tx, user.id, now)?;
     if let Some(new_hash) = &upgraded {

@@ -165,6 +165,16 @@ pub fn set_password(conn: &Connection, id: i64, hash: &str) -> rusqlite::Result<
     tx.commit()
 }
 
+/// Whether the user is still active with the password hash that was just verified, read
+/// inside the login's write transaction: a password reset or a deactivation that landed
+/// while the password was being checked must not be followed by a new session.
+pub fn still_verified(conn: &Connection, id: i64, hash: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS(SELECT 1 FROM users WHERE id = ?1 AND password_hash = ?2 AND is_active)",
+    )?
+    .query_row(rusqlite::params![id, hash], |r| r.get(0))
+}
+
 /// Replaces a hash that was just verified by a stronger one without ending any session
 /// (an imported Django hash, upgraded at login). Only if the row still holds `old`, so a
 /// password change that raced the login is never undone. Returns whether it was replaced.
