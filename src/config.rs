@@ -150,6 +150,10 @@ impl BackupSchedule {
                 "--backup-every {hours}: at least one second (0.0003 hours) is needed"
             ));
         }
+        // Far beyond any use, and the schedule's clock arithmetic stays in range.
+        if every > Duration::from_secs(10 * 366 * 24 * 3600) {
+            return Err(format!("--backup-every {hours}: at most ten years"));
+        }
         Ok(every)
     }
 }

@@ -629,6 +629,10 @@ fn a_failing_scheduled_backup_is_logged_and_the_server_keeps_serving() {
             "--backup-every",
         ),
         (
+            vec!["--backup-dir", ".", "--backup-every", "3e15"],
+            "at most ten years",
+        ),
+        (
             vec!["--backup-dir", ".", "--backup-keep", "0"],
             "--backup-keep",
         ),
