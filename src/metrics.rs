@@ -169,6 +169,12 @@ impl Metrics {
         if let Some(users) = now.users {
             gauge(&mut out, "whitebeat_users", "Accounts.", users as f64);
         }
+        gauge(
+            &mut out,
+            "whitebeat_sqlite_memory_bytes",
+            "Memory SQLite holds (page caches, statements), bounded by the cache sizes.",
+            sqlite_memory_bytes() as f64,
+        );
         counter(
             &mut out,
             "whitebeat_request_log_dropped_total",
@@ -328,6 +334,14 @@ pub fn scrape(ctx: &Ctx, req: &Request, peer: IpAddr) -> Response {
         .with_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         .with_header("Cache-Control", "no-store")
         .with_body(app.metrics.render(&gauges).into_bytes())
+}
+
+/// SQLite's own count of the memory it has allocated, for every connection of the
+/// process: most of it is page caches, which fill up to their configured size under load
+/// and then stay there, so growth here is not a leak.
+fn sqlite_memory_bytes() -> i64 {
+    // SAFETY: a read of SQLite's global memory statistics; no arguments, no state.
+    unsafe { rusqlite::ffi::sqlite3_memory_used() }
 }
 
 #[cfg(test)]

@@ -338,6 +338,8 @@ fn metrics_from_loopback_count_requests_streams_and_sends() {
     assert!(value(&after, &format!(r#"{h}_sum{{route="/api/health"}}"#)) > 0.0);
     assert_eq!(value(&after, "whitebeat_users"), 2.0);
     assert!(value(&after, "whitebeat_database_size_bytes") > 0.0);
+    // Every worker has a connection with a page cache by now.
+    assert!(value(&after, "whitebeat_sqlite_memory_bytes") > 100_000.0);
     assert!(value(&after, "process_start_time_seconds") > 1.6e9);
     assert_eq!(
         value(
