@@ -7,7 +7,7 @@ const PAGE = 50;
 let shown = 0;
 let hooks = null;
 
-// hooks: { say(text, isError), refused() } from admin.js.
+// hooks: { say(text, isError), refused(), me() } from admin.js.
 export function wireAccounts(h0) {
   hooks = h0;
   let timer = null;
@@ -52,7 +52,9 @@ function row(u) {
   const role = u.is_admin
     ? button('Remove admin', u.username, () => act('remove-admin/', { target_username: u.username }), true)
     : button('Make admin', u.username, () => act('make-admin/', { target_username: u.username }));
-  const active = u.is_active
+  // Your own account cannot be deactivated from here (the server refuses it too).
+  const self = u.username === hooks.me();
+  const active = self ? null : u.is_active
     ? button('Deactivate', u.username, () => act('admin/deactivate/', { username: u.username }), true)
     : button('Reactivate', u.username, () => act('admin/activate/', { username: u.username }));
   const reset = button('Reset password', u.username, () => act('admin/reset-password/', { username: u.username }), true);

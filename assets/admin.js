@@ -115,7 +115,7 @@ function chart(values, labels, unit) {
 function wire() {
   if (wired) return;
   wired = true;
-  const hooks = { say, refused: refuse };
+  const hooks = { say, refused: refuse, me: () => me && me.username };
   wireAccounts(hooks);
   wireInvites(hooks);
   $('#admin-refresh').addEventListener('click', () => {

@@ -30,7 +30,7 @@ pub fn open_db(path: &Path, sync: SyncMode) -> CliResult<Connection> {
 }
 
 /// Opens an existing database for an admin command. Only `serve`, `migrate`,
-/// `createsuperuser` and `import-django` create one: a mistyped `--db` (or a missing
+/// `createsuperuser`, `import-django` and `restore` create one: a mistyped `--db` (or a missing
 /// `WHITEBEAT_DB`) must not send an invite or a password change into a new empty file
 /// while the real server never sees it.
 pub fn open_existing_db(path: &Path, sync: SyncMode) -> CliResult<Connection> {

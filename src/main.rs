@@ -21,7 +21,8 @@ use whitebeat::proxy::TrustedProxies;
     about = "White Beat: a self-hosted chat server in one executable"
 )]
 struct Cli {
-    /// SQLite database file (created if missing).
+    /// SQLite database file (serve, migrate, createsuperuser, import-django and restore
+    /// create it if missing; the other commands refuse a path with no database).
     #[arg(
         long,
         env = "WHITEBEAT_DB",
