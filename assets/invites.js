@@ -33,7 +33,7 @@ export async function loadInvites() {
   const body = clear($('#invites-table tbody'));
   for (const i of d.invites) {
     const expires = i.expires_at ? parseTime(i.expires_at).toLocaleString() : 'never';
-    const revoke = i.state === 'revoked' ? null : h('button', { type: 'button', class: 'small secondary', onclick: () => revokeInvite(i.id) }, 'Revoke');
+    const revoke = i.state !== 'usable' ? null : h('button', { type: 'button', class: 'small secondary', onclick: () => revokeInvite(i.id) }, 'Revoke');
     if (revoke) revoke.setAttribute('aria-label', `Revoke invite ${i.code}`);
     body.append(h('tr', { 'data-code': i.code },
       h('td', { class: 'mono', text: i.code }),

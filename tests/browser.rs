@@ -768,6 +768,7 @@ fn admin_invites_someone_by_link_then_resets_and_deactivates_them() {
     let nina = Browser::launch(1000, 800);
     nina.goto(&link);
     wait_visible(&nina, "#invite-field");
+    nina.screenshot(&screenshots().join("signup-invite.png"));
     assert_eq!(
         nina.eval("document.querySelector('#auth-invite').value"),
         json!(code)
@@ -781,16 +782,29 @@ fn admin_invites_someone_by_link_then_resets_and_deactivates_them() {
         "the spent code leaves the URL"
     );
 
-    // The admin sees her account and the spent invite.
+    // The admin sees her account and the spent invite; their own row offers no Deactivate.
     admin.click_css("#admin-refresh");
     let row = r#"#users-table tr[data-user="nina"]"#;
     wait_text(&admin, &format!("{row} .state"), "Active", WAIT);
+    assert_eq!(count(&admin, &format!("{row} .actions button")), 3);
+    assert_eq!(
+        texts(
+            &admin,
+            r#"#users-table tr[data-user="root"] .actions button"#
+        ),
+        ["Remove admin", "Reset password"]
+    );
     wait_text(
         &admin,
         &format!(r#"#invites-table tr[data-code="{code}"] .state"#),
         "used up",
         WAIT,
     );
+    admin.exec(
+        "document.querySelector('#invite-form').scrollIntoView();",
+        vec![],
+    );
+    admin.screenshot(&screenshots().join("admin-invites.png"));
 
     // A password reset shows the generated password once; it works.
     admin.click_css(&format!("{row} button.reset"));
