@@ -71,23 +71,7 @@ fn one_shot(
     for (k, v) in headers {
         req = req.set(k, v);
     }
-    let r = match req.send_bytes(body) {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("transport error: {e}"),
-    };
-    let status = r.status();
-    let headers = r
-        .headers_names()
-        .into_iter()
-        .filter_map(|n| r.header(&n).map(|v| (n.clone(), v.to_string())))
-        .collect();
-    let text = r.into_string().unwrap_or_default();
-    Resp {
-        status,
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        text,
-        headers,
-    }
+    common::finish(req.send_bytes(body))
 }
 
 /// A request for each route that would succeed (or fail on its merits) with a valid session:

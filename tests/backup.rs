@@ -56,6 +56,19 @@ fn count(path: &Path, table: &str) -> i64 {
         .unwrap()
 }
 
+/// A server on `dir/wb.sqlite3` where alice wrote "in the backup" to bob, and a backup of
+/// that as `dir/copy.sqlite3`. Returns the database, the server, alice's token and the copy.
+fn chat_with_a_backup(dir: &Path) -> (PathBuf, common::TestServer, String, PathBuf) {
+    let db = dir.join("wb.sqlite3");
+    let s = server_on(&db);
+    let alice = s.user("alice");
+    s.user("bob");
+    assert_eq!(s.send(&alice, "bob", "in the backup").status, 201);
+    let copy = dir.join("copy.sqlite3");
+    assert_ok(&backup(&db, &copy));
+    (db, s, alice, copy)
+}
+
 /// Every message in a database file, by id.
 fn messages(path: &Path) -> HashMap<i64, String> {
     let conn = open_ro(path);
@@ -247,13 +260,7 @@ fn backup_under_write_load_keeps_every_message_acknowledged_before_it() {
 #[test]
 fn restore_refuses_under_a_server_and_keeps_the_replaced_database() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("wb.sqlite3");
-    let mut s = server_on(&db);
-    let alice = s.user("alice");
-    s.user("bob");
-    assert_eq!(s.send(&alice, "bob", "in the backup").status, 201);
-    let copy = dir.path().join("copy.sqlite3");
-    assert_ok(&backup(&db, &copy));
+    let (db, mut s, alice, copy) = chat_with_a_backup(dir.path());
     assert_eq!(s.send(&alice, "bob", "after the backup").status, 201);
 
     // Under a running server: refused, nothing changed.
@@ -372,13 +379,7 @@ fn restore_refuses_under_a_server_and_keeps_the_replaced_database() {
 #[test]
 fn restore_waits_for_other_programs_to_close_the_database_so_undo_works() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("wb.sqlite3");
-    let mut s = server_on(&db);
-    let alice = s.user("alice");
-    s.user("bob");
-    assert_eq!(s.send(&alice, "bob", "in the backup").status, 201);
-    let copy = dir.path().join("copy.sqlite3");
-    assert_ok(&backup(&db, &copy));
+    let (db, mut s, alice, copy) = chat_with_a_backup(dir.path());
     assert_eq!(
         s.send(&alice, "bob", "only in the old database").status,
         201

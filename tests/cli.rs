@@ -5,7 +5,7 @@
 mod common;
 
 use common::bin::{
-    assert_ok, assert_one_line_error, run, stderr, stdout, wait_output, whitebeat, BIN,
+    assert_ok, assert_one_line_error, run, run_with_stdin, stderr, stdout, whitebeat, BIN,
 };
 
 use std::io::{BufRead, BufReader};
@@ -29,6 +29,19 @@ fn createsuperuser(db: &Path, username: &str, email: &str, password: &str) -> Ou
 fn user_row(db: &Path, username: &str) -> Option<whitebeat::db::users::User> {
     let conn = whitebeat::db::open(db, whitebeat::config::SyncMode::Normal).unwrap();
     whitebeat::db::users::find_by_username(&conn, username).unwrap()
+}
+
+/// A temporary database holding one admin, `root` with password `correct-horse`.
+fn db_with_root() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wb.sqlite3");
+    assert_ok(&createsuperuser(
+        &db,
+        "root",
+        "root@example.com",
+        "correct-horse",
+    ));
+    (dir, db)
 }
 
 /// A test server on an existing database file.
@@ -123,14 +136,7 @@ fn createsuperuser_makes_an_admin_who_can_log_in() {
 
 #[test]
 fn createsuperuser_refuses_duplicates_and_bad_input() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("wb.sqlite3");
-    assert_ok(&createsuperuser(
-        &db,
-        "root",
-        "root@example.com",
-        "correct-horse",
-    ));
+    let (_dir, db) = db_with_root();
 
     let o = createsuperuser(&db, "root", "other@example.com", "correct-horse");
     assert_one_line_error(&o, "root");
@@ -152,14 +158,7 @@ fn createsuperuser_refuses_duplicates_and_bad_input() {
 
 #[test]
 fn make_admin_and_remove_admin() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("wb.sqlite3");
-    assert_ok(&createsuperuser(
-        &db,
-        "root",
-        "root@example.com",
-        "correct-horse",
-    ));
+    let (_dir, db) = db_with_root();
     let s = server_on(&db);
     let bob = s.user("bob");
     assert_eq!(s.get("/api/admin/stats/", Some(&bob)).status, 403);
@@ -210,19 +209,10 @@ fn changepassword_reads_stdin_and_ends_sessions() {
     let s = server_on(&db);
     let bob = s.user("bob");
 
-    let mut child = whitebeat(&db)
-        .args(["changepassword", "bob"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"a-new-password\n").unwrap();
-    }
-    let o = wait_output(child, Duration::from_secs(30));
+    let o = run_with_stdin(
+        whitebeat(&db).args(["changepassword", "bob"]),
+        "a-new-password\n",
+    );
     assert_ok(&o);
     assert_eq!(
         s.get("/api/users/", Some(&bob)).status,
@@ -233,18 +223,7 @@ fn changepassword_reads_stdin_and_ends_sessions() {
     assert_eq!(s.login("bob", "a-new-password").status, 200);
 
     // Too short: refused, and the password stays.
-    let mut child = whitebeat(&db)
-        .args(["changepassword", "bob"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(b"short\n").unwrap();
-    }
-    let o = wait_output(child, Duration::from_secs(30));
+    let o = run_with_stdin(whitebeat(&db).args(["changepassword", "bob"]), "short\n");
     assert_one_line_error(&o, "8");
     assert_eq!(s.login("bob", "a-new-password").status, 200);
 }
@@ -360,14 +339,7 @@ fn help_lists_the_environment_variables_and_version_works() {
 
 #[test]
 fn backup_writes_a_database_with_the_users() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("wb.sqlite3");
-    assert_ok(&createsuperuser(
-        &db,
-        "root",
-        "root@example.com",
-        "correct-horse",
-    ));
+    let (dir, db) = db_with_root();
     let s = server_on(&db);
     let alice = s.user("alice");
     s.user("bob");

@@ -53,7 +53,7 @@ pub fn wait_output(mut child: Child, limit: Duration) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// Runs a command with `input` on its stdin.
+/// Runs a command with `input` on its stdin (two minutes at most, as `run`).
 pub fn run_with_stdin(cmd: &mut Command, input: &str) -> Output {
     use std::io::Write;
     let mut child = cmd
@@ -68,7 +68,7 @@ pub fn run_with_stdin(cmd: &mut Command, input: &str) -> Output {
         .unwrap()
         .write_all(input.as_bytes())
         .unwrap();
-    child.wait_with_output().unwrap()
+    wait_output(child, Duration::from_secs(120))
 }
 
 pub fn stdout(o: &Output) -> String {

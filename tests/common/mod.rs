@@ -84,7 +84,8 @@ fn to_resp(r: ureq::Response) -> Resp {
     }
 }
 
-fn finish(result: Result<ureq::Response, ureq::Error>) -> Resp {
+/// The response of a request, whatever its status; a transport error fails the test.
+pub fn finish(result: Result<ureq::Response, ureq::Error>) -> Resp {
     match result {
         Ok(r) => to_resp(r),
         Err(ureq::Error::Status(_, r)) => to_resp(r),
