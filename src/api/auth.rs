@@ -218,15 +218,7 @@ pub fn login(ctx: &Ctx, req: &Request) -> Result<Response> {
     if user.is_admin {
         body["is_staff"] = json!(true);
     }
-    let secure = if ctx.app.config.secure_cookie() {
-        "; Secure"
-    } else {
-        ""
-    };
-    let cookie = format!(
-        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{secure}",
-        idle.as_secs()
-    );
+    let cookie = session_cookie(ctx, &token, idle.as_secs());
     Ok(Response::json(200, &body)?.with_header("Set-Cookie", &cookie))
 }
 
@@ -243,13 +235,21 @@ pub fn logout(ctx: &Ctx, req: &Request) -> Result<Response> {
     check_identity_field(&me, body.username.as_deref())?;
     db::sessions::delete(ctx.db, &me.token_hash)?;
     ctx.app.hub.close_session(&me.token_hash);
+    let cookie = session_cookie(ctx, "", 0);
+    Ok(Response::json(200, &json!({"success": true}))?.with_header("Set-Cookie", &cookie))
+}
+
+/// The session cookie's `Set-Cookie` value (an empty token with age 0 clears it): never
+/// readable by scripts, not sent on cross-site posts, `Secure` when served over HTTPS.
+fn session_cookie(ctx: &Ctx, token: &str, max_age_secs: u64) -> String {
     let secure = if ctx.app.config.secure_cookie() {
         "; Secure"
     } else {
         ""
     };
-    let cookie = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0{secure}");
-    Ok(Response::json(200, &json!({"success": true}))?.with_header("Set-Cookie", &cookie))
+    format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age_secs}{secure}"
+    )
 }
 
 /// # `POST /api/verify-admin/`
