@@ -30,11 +30,11 @@ impl App {
         hub: Arc<Hub>,
         writer: MessageWriter,
         metrics: Arc<Metrics>,
+        password_threads: usize,
     ) -> App {
-        // As many hashes at once as there are password workers (see server.rs).
-        let permits = (num_cpus::get() / 2).max(1);
         App {
-            hasher: PasswordHasher::new(config.argon2, permits),
+            // As many hashes at once as there are password workers.
+            hasher: PasswordHasher::new(config.argon2, password_threads),
             throttle: LoginThrottle::new(config.login_attempts, config.login_window),
             config,
             log,

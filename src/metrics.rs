@@ -41,8 +41,7 @@ fn route_label(slot: usize) -> &'static str {
 
 /// The route slot of an API path (with or without its trailing slash).
 pub fn api_route(path: &str) -> usize {
-    let path = router::normalize(path);
-    ROUTES.iter().position(|r| r.path == path).unwrap_or(OTHER)
+    router::find_index(path).unwrap_or(OTHER)
 }
 
 /// In the order of `Method`'s variants (checked by a test), so `method as usize` indexes it.

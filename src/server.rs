@@ -33,7 +33,7 @@ pub struct ServerHandle {
     http: Option<Arc<tiny_http::Server>>,
     stopping: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
-    password_queue: Option<Sender<tiny_http::Request>>,
+    password_queue: Option<Sender<Incoming>>,
     password_workers: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
     backups: Option<BackupThread>,
@@ -77,12 +77,19 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
     let (writer, writer_threads) = MessageWriter::start(&config, hub.clone(), metrics.clone())?;
     let threads = config.threads.max(1);
     log_proxy_settings(&config);
-    let app = Arc::new(App::new(config, log, hub, writer, metrics));
-    let stopping = Arc::new(AtomicBool::new(false));
-
     // Password hashing gets half the cores at most, on threads of its own.
     let password_threads = (num_cpus::get() / 2).max(1);
-    let (password_queue, password_rx) = bounded::<tiny_http::Request>(PASSWORD_QUEUE);
+    let app = Arc::new(App::new(
+        config,
+        log,
+        hub,
+        writer,
+        metrics,
+        password_threads,
+    ));
+    let stopping = Arc::new(AtomicBool::new(false));
+
+    let (password_queue, password_rx) = bounded::<Incoming>(PASSWORD_QUEUE);
     let mut password_workers = Vec::with_capacity(password_threads);
     for i in 0..password_threads {
         let conn = db::open(&app.config.db_path, app.config.sync)?;
@@ -261,33 +268,54 @@ impl Drop for ServerHandle {
     }
 }
 
+/// A request as a worker first sees it: its target decoded once, its route found once.
+struct Incoming {
+    rq: tiny_http::Request,
+    target: std::result::Result<(String, Vec<(String, String)>), Error>,
+    route: Option<usize>,
+}
+
+impl Incoming {
+    fn new(rq: tiny_http::Request) -> Incoming {
+        let target = Request::parse_target(rq.url());
+        let route = target
+            .as_ref()
+            .ok()
+            .and_then(|(path, _)| router::find_index(path));
+        Incoming { rq, target, route }
+    }
+
+    fn uses_password_pool(&self) -> bool {
+        self.route.is_some_and(|i| router::ROUTES[i].password)
+    }
+}
+
 fn worker(
     app: &App,
     conn: &Connection,
     http: &tiny_http::Server,
     stopping: &AtomicBool,
-    password_queue: &Sender<tiny_http::Request>,
+    password_queue: &Sender<Incoming>,
 ) {
     while !stopping.load(Ordering::SeqCst) {
         match http.recv() {
-            Ok(rq) if router::uses_password_pool(rq.url()) => match password_queue.try_send(rq) {
-                Ok(()) => {}
-                Err(TrySendError::Full(rq)) | Err(TrySendError::Disconnected(rq)) => {
-                    let access = Access::new(
-                        app.metrics.clone(),
-                        Instant::now(),
-                        Method::parse(rq.method().as_str()),
-                        metrics::api_route(rq.url().split('?').next().unwrap_or("")),
-                        rq.url(),
-                    );
-                    let busy = Error::Unavailable(
-                        "Too many logins in progress; try again in a moment".into(),
-                    );
-                    respond(rq, Response::error(&busy));
-                    access.finish(503);
+            Ok(rq) => {
+                let incoming = Incoming::new(rq);
+                if !incoming.uses_password_pool() {
+                    handle(app, conn, incoming, None);
+                    continue;
                 }
-            },
-            Ok(rq) => handle(app, conn, rq),
+                match password_queue.try_send(incoming) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(incoming))
+                    | Err(TrySendError::Disconnected(incoming)) => {
+                        let busy = Error::Unavailable(
+                            "Too many logins in progress; try again in a moment".into(),
+                        );
+                        handle(app, conn, incoming, Some(busy));
+                    }
+                }
+            }
             Err(e) => {
                 if !stopping.load(Ordering::SeqCst) {
                     log::debug!("recv: {e}");
@@ -298,9 +326,9 @@ fn worker(
 }
 
 /// Serves the requests that hash passwords, so they never hold a chat worker.
-fn password_worker(app: &App, conn: &Connection, queue: &Receiver<tiny_http::Request>) {
-    while let Ok(rq) = queue.recv() {
-        handle(app, conn, rq);
+fn password_worker(app: &App, conn: &Connection, queue: &Receiver<Incoming>) {
+    while let Ok(incoming) = queue.recv() {
+        handle(app, conn, incoming, None);
     }
 }
 
@@ -358,19 +386,17 @@ pub fn cors_headers(config: &Config, req: &Request) -> Vec<(String, String)> {
     }
 }
 
-fn preflight(config: &Config, req: &Request) -> Response {
-    let Some(route) = router::find(&req.path) else {
+fn preflight(config: &Config, req: &Request, route: Option<&router::Route>) -> Response {
+    let Some(route) = route else {
         return Response::error(&Error::not_found("Not found"));
     };
-    let mut resp = Response::new(204).with_header("Allow", &router::allowed(route).join(", "));
+    let allowed = router::allowed(route).join(", ");
+    let mut resp = Response::new(204).with_header("Allow", &allowed);
     let cors = cors_headers(config, req);
     if !cors.is_empty() {
         resp.headers.extend(cors);
         resp = resp
-            .with_header(
-                "Access-Control-Allow-Methods",
-                &router::allowed(route).join(", "),
-            )
+            .with_header("Access-Control-Allow-Methods", &allowed)
             .with_header(
                 "Access-Control-Allow-Headers",
                 "Content-Type, Authorization, Last-Event-ID",
@@ -380,8 +406,15 @@ fn preflight(config: &Config, req: &Request) -> Response {
     resp
 }
 
-/// The whole life of one request.
-fn handle(app: &App, conn: &Connection, mut rq: tiny_http::Request) {
+/// The whole life of one request. `refused` answers an API request with that error instead
+/// of running its handler (a full password pool), through the same headers and logs.
+fn handle(app: &App, conn: &Connection, incoming: Incoming, refused: Option<Error>) {
+    let Incoming {
+        mut rq,
+        target: parsed,
+        route: route_index,
+    } = incoming;
+    let route = route_index.map(|i| &router::ROUTES[i]);
     let started = Instant::now();
     let method = Method::parse(rq.method().as_str());
     let headers = header_pairs(&rq);
@@ -389,19 +422,18 @@ fn handle(app: &App, conn: &Connection, mut rq: tiny_http::Request) {
     let ip = client_ip(&app.config, peer, &headers);
     let target = rq.url().to_string();
 
-    let parsed = Request::parse_target(&target);
     let is_api = match &parsed {
         Ok((path, _)) => path == "/api" || path.starts_with("/api/"),
         Err(_) => target.starts_with("/api"),
     };
     let is_metrics = matches!(&parsed, Ok((path, _)) if router::normalize(path) == metrics::PATH);
-    let route = match &parsed {
-        Ok((path, _)) if is_api => metrics::api_route(path),
+    let slot = match &parsed {
+        Ok(_) if is_api => route_index.unwrap_or(metrics::OTHER),
         Ok(_) if is_metrics => metrics::METRICS,
         Ok(_) => metrics::STATIC,
         Err(_) => metrics::OTHER,
     };
-    let mut access = Access::new(app.metrics.clone(), started, method, route, &target);
+    let mut access = Access::new(app.metrics.clone(), started, method, slot, &target);
     let mut req = Request {
         method,
         path: String::new(),
@@ -427,14 +459,16 @@ fn handle(app: &App, conn: &Connection, mut rq: tiny_http::Request) {
                     if_none_match,
                     app.config.ui_dir.as_deref(),
                 )
+            } else if let Some(e) = refused {
+                Response::error(&e)
             } else if method == Method::Options {
-                preflight(&app.config, &req)
+                preflight(&app.config, &req, route)
             } else {
                 match read_body(&mut rq, app.config.body_limit) {
                     Err(e) => Response::error(&e),
                     Ok(body) => {
                         req.body = body;
-                        run_handler(&ctx, &req)
+                        run_handler(&ctx, &req, route)
                     }
                 }
             }
@@ -443,14 +477,14 @@ fn handle(app: &App, conn: &Connection, mut rq: tiny_http::Request) {
     resp.headers
         .push(("X-Content-Type-Options".into(), "nosniff".into()));
     let mut entry = None;
-    access.set_user(ctx.identity().map(|i| i.user_id));
+    let who = ctx.identity();
+    access.set_user(who.as_ref().map(|i| i.user_id));
     if is_api {
         resp.headers.extend(cors_headers(&app.config, &req));
         if resp.header("Cache-Control").is_none() {
             resp.headers
                 .push(("Cache-Control".into(), "no-store".into()));
         }
-        let who = ctx.identity();
         let endpoint = if req.path.is_empty() {
             &target
         } else {
@@ -505,8 +539,8 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 /// Runs the handler; a panic becomes a `500` and the worker lives on.
-fn run_handler(ctx: &Ctx, req: &Request) -> Response {
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| router::dispatch(ctx, req)));
+fn run_handler(ctx: &Ctx, req: &Request, route: Option<&router::Route>) -> Response {
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| router::dispatch(ctx, req, route)));
     let result = outcome.unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<&str>()
