@@ -314,6 +314,14 @@ fn restore_refuses_under_a_server_and_keeps_the_replaced_database() {
         .execute_batch("CREATE TABLE notes (x); INSERT INTO notes VALUES (1);")
         .unwrap();
     refused.push((foreign, "not a White Beat database"));
+    // A version-2 database without the table version 2 added.
+    let partial = dir.path().join("partial.sqlite3");
+    std::fs::copy(&copy, &partial).unwrap();
+    Connection::open(&partial)
+        .unwrap()
+        .execute_batch("DROP TABLE invites;")
+        .unwrap();
+    refused.push((partial, "no table invites"));
     let newer = dir.path().join("newer.sqlite3");
     std::fs::copy(&copy, &newer).unwrap();
     Connection::open(&newer)

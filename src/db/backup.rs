@@ -2,7 +2,6 @@
 //! online backup API, making a copy self-contained, and checking that a file is a sound
 //! White Beat database. The file handling around it is in `backup.rs` and `restore.rs`.
 
-use super::SCHEMA_VERSION;
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
@@ -13,16 +12,18 @@ use std::time::Duration;
 const STEP_PAGES: i32 = 1024;
 const STEP_PAUSE: Duration = Duration::from_millis(10);
 
-/// The tables every White Beat database has (schema.sql).
-const TABLES: &[&str] = &[
-    "users",
-    "sessions",
-    "conversations",
-    "messages",
-    "request_log",
-    "daily_stats",
-    "hourly_api_calls",
-    "counters",
+/// The tables a White Beat database has, each with the schema version that added it
+/// (schema.sql is version 1, migrations/ the later ones).
+const TABLES: &[(&str, i64)] = &[
+    ("users", 1),
+    ("sessions", 1),
+    ("conversations", 1),
+    ("messages", 1),
+    ("request_log", 1),
+    ("daily_stats", 1),
+    ("hourly_api_calls", 1),
+    ("counters", 1),
+    ("invites", 2),
 ];
 
 /// Copies `src` into the empty database `dest` while other connections keep writing.
@@ -142,8 +143,9 @@ pub fn check(conn: &Connection) -> Result<Summary, String> {
             problems.join("; ").replace('\n', " ")
         ));
     }
+    let version = super::schema_version(conn).map_err(not_a_db)?;
     let mut missing = Vec::new();
-    for table in TABLES {
+    for (table, _) in TABLES.iter().filter(|(_, since)| *since <= version) {
         let found: bool = conn
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1)",
@@ -155,19 +157,13 @@ pub fn check(conn: &Connection) -> Result<Summary, String> {
             missing.push(*table);
         }
     }
-    let version = super::schema_version(conn).map_err(not_a_db)?;
     if !missing.is_empty() || version < 1 {
         return Err(format!(
             "not a White Beat database (no table {})",
             missing.first().unwrap_or(&"versions")
         ));
     }
-    if version > SCHEMA_VERSION {
-        return Err(format!(
-            "database schema version {version} is newer than this binary supports \
-             ({SCHEMA_VERSION}); use a newer whitebeat"
-        ));
-    }
+    super::check_not_newer(version)?;
     let count = |table: &str| -> Result<i64, String> {
         conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .map_err(|e| format!("cannot count {table}: {e}"))

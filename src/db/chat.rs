@@ -128,14 +128,6 @@ pub fn insert_message(conn: &Connection, m: &NewMessage) -> rusqlite::Result<Sen
     })
 }
 
-/// Sends one message in its own transaction.
-pub fn send_message(conn: &Connection, m: &NewMessage) -> rusqlite::Result<SentMessage> {
-    let tx = super::write_tx(conn)?;
-    let sent = insert_message(&tx, m)?;
-    tx.commit()?;
-    Ok(sent)
-}
-
 /// One page of a conversation, oldest first: the newest `limit` messages with an id below
 /// `before_id` (all when `None`), and whether older ones remain.
 pub fn page(

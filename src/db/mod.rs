@@ -76,12 +76,7 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, String> {
     let version: i64 = tx
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(err)?;
-    if version > SCHEMA_VERSION {
-        return Err(format!(
-            "database schema version {version} is newer than this binary supports \
-             ({SCHEMA_VERSION}); use a newer whitebeat"
-        ));
-    }
+    check_not_newer(version)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql).map_err(err)?;
         tx.pragma_update(None, "user_version", i as i64 + 1)
@@ -89,6 +84,17 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, String> {
     }
     tx.commit().map_err(err)?;
     Ok(SCHEMA_VERSION)
+}
+
+/// Refuses a database written by a newer binary rather than guess at its layout.
+pub fn check_not_newer(version: i64) -> Result<(), String> {
+    if version > SCHEMA_VERSION {
+        return Err(format!(
+            "database schema version {version} is newer than this binary supports \
+             ({SCHEMA_VERSION}); use a newer whitebeat"
+        ));
+    }
+    Ok(())
 }
 
 /// Reads the schema version without changing anything.

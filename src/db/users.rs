@@ -109,12 +109,6 @@ pub fn find_by_username(conn: &Connection, username: &str) -> rusqlite::Result<O
     .optional()
 }
 
-pub fn find_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<User>> {
-    conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
-        .query_row([id], user_from_row)
-        .optional()
-}
-
 pub fn find_id(conn: &Connection, username: &str) -> rusqlite::Result<Option<i64>> {
     conn.prepare_cached("SELECT id FROM users WHERE username = ?1")?
         .query_row([username], |r| r.get(0))
