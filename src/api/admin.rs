@@ -30,7 +30,7 @@ pub fn stats(ctx: &Ctx, req: &Request) -> Result<Response> {
                 "joined": day(u.date_joined),
                 "total_messages": u.message_count,
                 "is_admin": u.is_admin,
-                "groups": if u.is_admin { vec!["Admin"] } else { vec![] },
+                "groups": crate::api::auth::groups(u.is_admin),
             })
         })
         .collect();

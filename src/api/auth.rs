@@ -135,7 +135,35 @@ struct LoginBody {
     password: Option<String>,
 }
 
-fn groups(is_admin: bool) -> Vec<&'static str> {
+/// The active user these credentials belong to, or `None`, counted by the login throttle
+/// (`429` while the account or the address is over its limit). One password verification
+/// whether or not the user exists.
+fn check_credentials(
+    ctx: &Ctx,
+    req: &Request,
+    username: &str,
+    password: &str,
+) -> Result<Option<db::users::User>> {
+    let throttle = &ctx.app.throttle;
+    throttle.check(username, req.client_ip)?;
+    let user = db::users::find_by_username(ctx.db, username)?;
+    let password_ok = ctx
+        .app
+        .hasher
+        .verify(user.as_ref().map(|u| u.password_hash.as_str()), password);
+    match user {
+        Some(u) if password_ok && u.is_active => {
+            throttle.record_success(username, req.client_ip);
+            Ok(Some(u))
+        }
+        _ => {
+            throttle.record_failure(username, req.client_ip);
+            Ok(None)
+        }
+    }
+}
+
+pub(crate) fn groups(is_admin: bool) -> Vec<&'static str> {
     if is_admin {
         vec!["Admin"]
     } else {
@@ -156,21 +184,9 @@ pub fn login(ctx: &Ctx, req: &Request) -> Result<Response> {
     if username.is_empty() || password.is_empty() {
         return Err(Error::bad_request("Username and password are required"));
     }
-    let throttle = &ctx.app.throttle;
-    throttle.check(&username, req.client_ip)?;
-    let user = db::users::find_by_username(ctx.db, &username)?;
-    let password_ok = ctx
-        .app
-        .hasher
-        .verify(user.as_ref().map(|u| u.password_hash.as_str()), &password);
-    let user = match user {
-        Some(u) if password_ok && u.is_active => u,
-        _ => {
-            throttle.record_failure(&username, req.client_ip);
-            return Err(Error::unauthorized("Invalid username or password"));
-        }
+    let Some(user) = check_credentials(ctx, req, &username, &password)? else {
+        return Err(Error::unauthorized("Invalid username or password"));
     };
-    throttle.record_success(&username, req.client_ip);
     // Hashed before the write lock is taken; a failure only postpones the upgrade to the
     // next login, it does not refuse this one.
     let upgraded = if PasswordHasher::needs_rehash(&user.password_hash) {
@@ -289,15 +305,8 @@ struct AdminChangeBody {
 fn authorize_admin_change(ctx: &Ctx, req: &Request, body: &AdminChangeBody) -> Result<()> {
     match (&body.admin_username, &body.admin_password) {
         (Some(name), Some(password)) if !name.is_empty() && !password.is_empty() => {
-            ctx.app.throttle.check(name, req.client_ip)?;
-            let admin = db::users::find_by_username(ctx.db, name)?;
-            let ok = ctx
-                .app
-                .hasher
-                .verify(admin.as_ref().map(|u| u.password_hash.as_str()), password);
-            match admin {
-                Some(a) if ok && a.is_active => {
-                    ctx.app.throttle.record_success(name, req.client_ip);
+            match check_credentials(ctx, req, name, password)? {
+                Some(a) => {
                     if !a.is_admin {
                         return Err(Error::forbidden("Only admins can change admin rights"));
                     }
@@ -309,10 +318,7 @@ fn authorize_admin_change(ctx: &Ctx, req: &Request, body: &AdminChangeBody) -> R
                     });
                     Ok(())
                 }
-                _ => {
-                    ctx.app.throttle.record_failure(name, req.client_ip);
-                    Err(Error::forbidden("Invalid admin credentials"))
-                }
+                None => Err(Error::forbidden("Invalid admin credentials")),
             }
         }
         (None, None) => ctx.require_admin(req).map(|_| ()),
