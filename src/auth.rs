@@ -339,6 +339,37 @@ impl LoginThrottle {
     }
 }
 
+/// The original's address for an account that gave none.
+pub fn default_email(username: &str) -> String {
+    format!("{username}@whitebeat.com")
+}
+
+/// A new account's fields, checked the same way however it is created (sign-up, the admin
+/// page, the shell): the username trimmed and valid, the password long enough, the email
+/// valid if given and otherwise the original's default. Returns (username, email).
+pub fn new_account_fields(
+    username: &str,
+    password: &str,
+    email: Option<&str>,
+) -> Result<(String, String)> {
+    let username = username.trim();
+    if username.is_empty() || password.is_empty() {
+        return Err(Error::bad_request("Username and password are required"));
+    }
+    validate_username(username)?;
+    validate_password(password)?;
+    // Only a given email is checked: the default built from a valid username (which may
+    // itself contain `@`) is the original's and must not refuse the account.
+    let email = match email.map(str::trim).filter(|e| !e.is_empty()) {
+        Some(e) => {
+            validate_email(e)?;
+            e.to_string()
+        }
+        None => default_email(username),
+    };
+    Ok((username.to_string(), email))
+}
+
 /// Username rule of the API: 1–150 characters of letters, digits and `@.+-_`.
 pub fn validate_username(username: &str) -> Result<()> {
     let len = username.chars().count();

@@ -61,7 +61,7 @@ pub fn create_superuser(
     email: &str,
     password: &str,
 ) -> CliResult<i64> {
-    create_account(conn, cost, username, email, password, true, true)
+    create_account(conn, cost, username, Some(email), password, true, true)
 }
 
 /// Creates an account from the shell (the way in on a closed server).
@@ -69,21 +69,19 @@ pub fn create_account(
     conn: &Connection,
     cost: Argon2Cost,
     username: &str,
-    email: &str,
+    email: Option<&str>,
     password: &str,
     is_admin: bool,
     is_superuser: bool,
 ) -> CliResult<i64> {
-    let check = |r: crate::error::Result<()>| r.map_err(|e| e.user_message());
-    check(auth::validate_username(username))?;
-    check(auth::validate_email(email))?;
-    check(auth::validate_password(password))?;
+    let (username, email) =
+        auth::new_account_fields(username, password, email).map_err(|e| e.user_message())?;
     let hash = PasswordHasher::new(cost, 1)
         .hash(password)
         .map_err(|e| e.to_string())?;
     let new = NewUser {
-        username,
-        email,
+        username: &username,
+        email: &email,
         password_hash: &hash,
         is_admin,
         is_superuser,

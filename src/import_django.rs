@@ -441,7 +441,7 @@ impl Import<'_> {
             let date_joined = row.req_time("date_joined")?;
             let profile = by_user.remove(&id).unwrap_or_default();
             let is_admin = admins.contains(&id);
-            let default_email = format!("{username}@whitebeat.com");
+            let default_email = crate::auth::default_email(&username);
             let wanted = row.text("email")?.unwrap_or_default().trim().to_string();
             // SQLite's NOCASE folds ASCII letters only: the same rule here, so what passes
             // this check passes the unique index.

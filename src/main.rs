@@ -328,9 +328,16 @@ fn run(cli: Cli) -> CliResult {
             admin,
         } => {
             let conn = cli::open_existing_db(&cli.db, cli.sync)?;
-            let email = email.unwrap_or_else(|| format!("{username}@whitebeat.com"));
             let password = new_password()?;
-            let id = cli::create_account(&conn, cost, &username, &email, &password, admin, false)?;
+            let id = cli::create_account(
+                &conn,
+                cost,
+                &username,
+                email.as_deref(),
+                &password,
+                admin,
+                false,
+            )?;
             println!("Account `{username}` created (id {id}).");
             Ok(())
         }
@@ -502,7 +509,7 @@ fn superuser_input(a: SuperuserArgs) -> CliResult<(String, String, String)> {
         let username = a.username.ok_or("--noinput needs --username")?;
         let email = a
             .email
-            .unwrap_or_else(|| format!("{username}@whitebeat.com"));
+            .unwrap_or_else(|| whitebeat::auth::default_email(&username));
         let password = std::env::var("WHITEBEAT_SUPERUSER_PASSWORD")
             .map_err(|_| "--noinput needs the password in WHITEBEAT_SUPERUSER_PASSWORD")?;
         return Ok((username, email, password));
@@ -521,9 +528,10 @@ fn superuser_input(a: SuperuserArgs) -> CliResult<(String, String, String)> {
     let email = match a.email {
         Some(e) => e,
         None => {
-            let e = prompt(&format!("Email address [{username}@whitebeat.com]: "))?;
+            let default = whitebeat::auth::default_email(&username);
+            let e = prompt(&format!("Email address [{default}]: "))?;
             if e.is_empty() {
-                format!("{username}@whitebeat.com")
+                default
             } else {
                 e
             }

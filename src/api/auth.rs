@@ -60,21 +60,7 @@ pub fn register(
     is_admin: bool,
     invite_code: Option<&str>,
 ) -> Result<(i64, String, String)> {
-    let username = username.trim().to_string();
-    if username.is_empty() || password.is_empty() {
-        return Err(Error::bad_request("Username and password are required"));
-    }
-    auth::validate_username(&username)?;
-    auth::validate_password(password)?;
-    // Only a client-given email is checked: the default built from a valid username (which
-    // may itself contain `@`) is the original's and must not refuse the sign-up.
-    let email = match email.map(|e| e.trim().to_string()) {
-        Some(e) if !e.is_empty() => {
-            auth::validate_email(&e)?;
-            e
-        }
-        _ => format!("{username}@whitebeat.com"),
-    };
+    let (username, email) = auth::new_account_fields(username, password, email.as_deref())?;
     // Cheap check first so a taken name does not cost an Argon2 hash.
     if db::users::find_id(ctx.db, &username)?.is_some() {
         return Err(Error::bad_request("Username already exists"));
