@@ -258,7 +258,7 @@ pub fn authenticate(ctx: &Ctx, req: &Request) -> Result<Option<Identity>> {
         return Ok(None);
     }
     let now = db::now_us();
-    if session.expires_at <= now || !session.is_active {
+    if !session.is_valid(now) {
         return Ok(None);
     }
     if now - session.last_seen >= TOUCH_EVERY_US {

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 const PREFIX: &str = "whitebeat-";
 const SUFFIX: &str = ".sqlite3";
-const STAMP: &str = "%Y%m%dT%H%M%SZ";
 
 /// The running schedule. `stop` ends it promptly, abandoning a backup in progress.
 pub struct BackupThread {
@@ -79,7 +78,7 @@ fn first_wait(schedule: &BackupSchedule) -> Duration {
 }
 
 fn take_one(db: &Path, schedule: &BackupSchedule, cancel: &Cancel) {
-    let name = format!("{PREFIX}{}{SUFFIX}", chrono::Utc::now().format(STAMP));
+    let name = format!("{PREFIX}{}{SUFFIX}", crate::time::file_stamp_now());
     match backup::backup_to(db, &schedule.dir.join(name), cancel) {
         Ok(r) => {
             log::info!(
@@ -133,7 +132,7 @@ fn taken_at(name: &str) -> Option<chrono::NaiveDateTime> {
     if stamp.len() != "20261124T181500Z".len() {
         return None;
     }
-    chrono::NaiveDateTime::parse_from_str(stamp, STAMP).ok()
+    chrono::NaiveDateTime::parse_from_str(stamp, crate::time::FILE_STAMP).ok()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use crate::api::invites::limits;
 use crate::auth;
 use crate::cli::CliResult;
 use crate::db::{self, invites::Invite, invites::NewInvite};
-use crate::time::rfc3339;
+use crate::time::{day, rfc3339};
 use rusqlite::Connection;
 
 /// Every account, one line each: id, username, email, role, state, joined, messages.
@@ -24,7 +24,7 @@ pub fn list_users(conn: &Connection, search: Option<&str>) -> CliResult<String> 
             u.email,
             if u.is_admin { "admin" } else { "user" },
             if u.is_active { "active" } else { "inactive" },
-            &rfc3339(u.date_joined)[..10],
+            day(u.date_joined),
             u.message_count
         ));
     }

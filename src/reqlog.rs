@@ -126,7 +126,7 @@ pub fn close_ended_streams(conn: &rusqlite::Connection, hub: &Hub) {
     let mut ended = Vec::new();
     for h in hashes {
         match db::sessions::find(conn, &h) {
-            Ok(Some(s)) if s.expires_at > now && s.is_active => {}
+            Ok(Some(s)) if s.is_valid(now) => {}
             Ok(_) => ended.push(h),
             Err(e) => log::error!("stream check: {e}"),
         }

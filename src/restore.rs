@@ -151,7 +151,7 @@ fn set_aside(db: &Path, folded: bool) -> Result<PathBuf, String> {
     // When the WAL could not be folded in (a damaged database is a common reason to
     // restore), its WAL and journal are kept beside it under the matching names instead,
     // where SQLite will find them.
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let stamp = crate::time::file_stamp_now();
     let mut kept = with_suffix(db, &format!(".before-restore-{stamp}"));
     for n in 2.. {
         if fs::symlink_metadata(&kept).is_err() {

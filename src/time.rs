@@ -19,8 +19,16 @@ pub fn day(us: i64) -> String {
 
 /// Unix microseconds of the UTC midnight that starts the day of `us`.
 pub fn start_of_day(us: i64) -> i64 {
-    const DAY: i64 = 86_400_000_000;
-    us.div_euclid(DAY) * DAY
+    us.div_euclid(DAY_US) * DAY_US
+}
+
+/// How file names carry a UTC time (`20261124T181500Z`): sortable, no separators a shell or
+/// a file system would mind.
+pub const FILE_STAMP: &str = "%Y%m%dT%H%M%SZ";
+
+/// The current UTC time as a file-name stamp.
+pub fn file_stamp_now() -> String {
+    chrono::Utc::now().format(FILE_STAMP).to_string()
 }
 
 pub const HOUR_US: i64 = 3_600_000_000;

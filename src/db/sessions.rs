@@ -14,6 +14,13 @@ pub struct SessionUser {
     pub expires_at: i64,
 }
 
+impl SessionUser {
+    /// Whether the session still lets its user in at `now`: not expired, user active.
+    pub fn is_valid(&self, now: i64) -> bool {
+        self.expires_at > now && self.is_active
+    }
+}
+
 pub fn create(
     conn: &Connection,
     token_hash: &[u8],

@@ -147,16 +147,18 @@ pub fn api_usage(conn: &Connection, now: i64, hours: i64) -> rusqlite::Result<Ve
 /// Sign-ups per day for the `days` days before today, oldest first.
 pub fn user_growth(conn: &Connection, now: i64, days: i64) -> rusqlite::Result<Vec<i64>> {
     let today = start_of_day(now);
+    let first = today - days * DAY_US;
+    let mut out = vec![0; days as usize];
     let mut stmt = conn.prepare_cached(
-        "SELECT COUNT(*) FROM users WHERE date_joined >= ?1 AND date_joined < ?2",
+        "SELECT (date_joined - ?1) / ?3, COUNT(*) FROM users
+         WHERE date_joined >= ?1 AND date_joined < ?2 GROUP BY 1",
     )?;
-    (1..=days)
-        .rev()
-        .map(|back| {
-            let from = today - back * DAY_US;
-            stmt.query_row([from, from + DAY_US], |r| r.get(0))
-        })
-        .collect()
+    let mut rows = stmt.query([first, today, DAY_US])?;
+    while let Some(r) = rows.next()? {
+        let day: i64 = r.get(0)?;
+        out[day as usize] = r.get(1)?;
+    }
+    Ok(out)
 }
 
 pub fn recent_logs(conn: &Connection, limit: i64) -> rusqlite::Result<Vec<(i64, LogEntry)>> {
