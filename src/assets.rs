@@ -4,8 +4,9 @@
 //! router (and single-page apps served with `--ui-dir`) can handle them.
 
 use crate::http::{Method, Response};
-use include_dir::{include_dir, Dir};
+use include_dir::{include_dir, Dir, File};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -25,24 +26,28 @@ pub fn security_headers(resp: Response) -> Response {
         .with_header("Cross-Origin-Opener-Policy", "same-origin")
 }
 
+/// Every embedded file, depth first.
+fn walk(dir: &'static Dir<'static>, visit: &mut impl FnMut(&'static File<'static>)) {
+    for file in dir.files() {
+        visit(file);
+    }
+    for sub in dir.dirs() {
+        walk(sub, visit);
+    }
+}
+
+/// The embedded files' ETags, hashed once.
 fn etags() -> &'static HashMap<&'static str, String> {
     static ETAGS: OnceLock<HashMap<&'static str, String>> = OnceLock::new();
     ETAGS.get_or_init(|| {
         let mut map = HashMap::new();
-        collect(&EMBEDDED, &mut map);
+        walk(&EMBEDDED, &mut |file| {
+            if let Some(path) = file.path().to_str() {
+                map.insert(path, etag_of(file.contents()));
+            }
+        });
         map
     })
-}
-
-fn collect(dir: &'static Dir<'static>, map: &mut HashMap<&'static str, String>) {
-    for file in dir.files() {
-        if let Some(path) = file.path().to_str() {
-            map.insert(path, etag_of(file.contents()));
-        }
-    }
-    for sub in dir.dirs() {
-        collect(sub, map);
-    }
 }
 
 fn etag_of(bytes: &[u8]) -> String {
@@ -84,13 +89,12 @@ pub fn serve(
                 .with_body(b"Not found".to_vec()),
         );
     };
-    let etag = match ui_dir {
-        None => etags()
-            .get(name.as_str())
-            .cloned()
-            .unwrap_or_else(|| etag_of(&bytes)),
-        Some(_) => etag_of(&bytes),
-    };
+    // Embedded files were hashed once; files from --ui-dir may change, so are hashed now.
+    let etag = match &bytes {
+        Cow::Borrowed(_) => etags().get(name.as_str()).cloned(),
+        Cow::Owned(_) => None,
+    }
+    .unwrap_or_else(|| etag_of(&bytes));
     let base = Response::new(200)
         .with_header("ETag", &etag)
         // Revalidate every time: the ETag makes that a cheap 304.
@@ -101,10 +105,11 @@ pub fn serve(
             ..base
         });
     }
+    // Copied only here, for a GET that sends it: a 304 or a HEAD never copies the file.
     let body = if method == Method::Head {
         Vec::new()
     } else {
-        bytes
+        bytes.into_owned()
     };
     security_headers(
         base.with_header("Content-Type", &content_type(&name))
@@ -114,11 +119,11 @@ pub fn serve(
 
 /// Exact lookup in the embedded set; anything else falls back to `index.html`, except
 /// paths that look like files (a missing `.js` must be a 404, not HTML).
-fn embedded(path: &str) -> (String, Option<Vec<u8>>) {
+fn embedded(path: &str) -> (String, Option<Cow<'static, [u8]>>) {
     let rel = path.trim_start_matches('/');
     if !rel.is_empty() {
         if let Some(f) = EMBEDDED.get_file(rel) {
-            return (rel.to_string(), Some(f.contents().to_vec()));
+            return (rel.to_string(), Some(Cow::Borrowed(f.contents())));
         }
         if looks_like_file(rel) {
             return (rel.to_string(), None);
@@ -126,7 +131,7 @@ fn embedded(path: &str) -> (String, Option<Vec<u8>>) {
     }
     let index = EMBEDDED
         .get_file("index.html")
-        .map(|f| f.contents().to_vec());
+        .map(|f| Cow::Borrowed(f.contents()));
     ("index.html".into(), index)
 }
 
@@ -137,17 +142,17 @@ fn looks_like_file(rel: &str) -> bool {
 }
 
 /// A file under `dir`, only if its canonical path stays inside `dir`.
-fn from_dir(dir: &Path, path: &str) -> (String, Option<Vec<u8>>) {
+fn from_dir(dir: &Path, path: &str) -> (String, Option<Cow<'static, [u8]>>) {
     let Ok(root) = dir.canonicalize() else {
         return (String::new(), None);
     };
     let rel = path.trim_start_matches('/');
-    let inside = |candidate: &Path| -> Option<Vec<u8>> {
+    let inside = |candidate: &Path| -> Option<Cow<'static, [u8]>> {
         let real = candidate.canonicalize().ok()?;
         if !real.starts_with(&root) || !real.is_file() {
             return None;
         }
-        std::fs::read(real).ok()
+        std::fs::read(real).ok().map(Cow::Owned)
     };
     if !rel.is_empty() && !rel.split('/').any(|seg| seg == "..") {
         if let Some(bytes) = inside(&root.join(rel)) {
@@ -162,17 +167,11 @@ fn from_dir(dir: &Path, path: &str) -> (String, Option<Vec<u8>>) {
 
 /// Every embedded file path (for tests and the size check).
 pub fn embedded_files() -> Vec<(&'static str, usize)> {
-    fn walk(dir: &'static Dir<'static>, out: &mut Vec<(&'static str, usize)>) {
-        for f in dir.files() {
-            if let Some(p) = f.path().to_str() {
-                out.push((p, f.contents().len()));
-            }
-        }
-        for d in dir.dirs() {
-            walk(d, out);
-        }
-    }
     let mut out = Vec::new();
-    walk(&EMBEDDED, &mut out);
+    walk(&EMBEDDED, &mut |f| {
+        if let Some(p) = f.path().to_str() {
+            out.push((p, f.contents().len()));
+        }
+    });
     out
 }

@@ -250,6 +250,62 @@ fn dotted_paths_never_return_files_from_disk() {
     }
 }
 
+#[test]
+fn ui_dir_serves_its_own_files_only_with_the_index_as_fallback() {
+    let outer = tempfile::tempdir().unwrap();
+    let ui = outer.path().join("ui");
+    std::fs::create_dir(&ui).unwrap();
+    std::fs::write(
+        ui.join("index.html"),
+        "<!doctype html><p>other front end</p>",
+    )
+    .unwrap();
+    std::fs::write(ui.join("app.js"), "// app\n").unwrap();
+    std::fs::write(outer.path().join("secret.txt"), "not for the web").unwrap();
+    let dir = ui.clone();
+    let s = common::start_with(move |c| c.ui_dir = Some(dir));
+    let addr = s.addr();
+
+    let (status, head, body) = raw_get(addr, "/app.js");
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(body, b"// app\n");
+    assert!(head.contains("text/javascript"), "{head}");
+    let etag = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("ETag: ")
+                .or_else(|| l.strip_prefix("etag: "))
+        })
+        .expect("an ETag")
+        .trim()
+        .to_string();
+    let again = s.raw("GET", "/app.js", &[("If-None-Match", &etag)], b"");
+    assert_eq!(again.status, 304);
+    // The file changed on disk: a new ETag, served in full.
+    std::fs::write(ui.join("app.js"), "// app, version 2\n").unwrap();
+    let changed = s.raw("GET", "/app.js", &[("If-None-Match", &etag)], b"");
+    assert_eq!(changed.status, 200);
+    assert_eq!(changed.text, "// app, version 2\n");
+
+    for route in ["/", "/chat/with/someone", "/admin"] {
+        let (status, _, body) = raw_get(addr, route);
+        assert_eq!(status, 200, "{route}");
+        assert!(
+            String::from_utf8_lossy(&body).contains("other front end"),
+            "{route}"
+        );
+    }
+    assert_eq!(raw_get(addr, "/missing.js").0, 404);
+    for escape in ["/../secret.txt", "/%2e%2e/secret.txt", "/..%2fsecret.txt"] {
+        let (status, _, body) = raw_get(addr, escape);
+        assert!([200, 400, 404].contains(&status), "{escape}: {status}");
+        assert!(
+            !String::from_utf8_lossy(&body).contains("not for the web"),
+            "{escape}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Browser helpers
 // ---------------------------------------------------------------------------------------
