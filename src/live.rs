@@ -12,7 +12,7 @@ use crate::app::Ctx;
 use crate::db::{self, chat::MessageRow};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response, Taken};
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
@@ -97,14 +97,11 @@ impl Hub {
         let Some(list) = inner.streams.get_mut(&user_id) else {
             return;
         };
-        // A full queue means the client stopped reading: drop it rather than wait.
-        let (keep, dropped): (Vec<Stream>, Vec<Stream>) =
-            list.drain(..)
-                .partition(|s| match s.tx.try_send(event.clone()) {
-                    Ok(()) => true,
-                    Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
-                });
-        *list = keep;
+        // A full queue means the client stopped reading: drop it rather than wait. (Nothing
+        // is allocated unless a stream is dropped.)
+        let dropped: Vec<Stream> = list
+            .extract_if(.., |s| s.tx.try_send(event.clone()).is_err())
+            .collect();
         Self::forget(inner, user_id, dropped);
     }
 
@@ -241,21 +238,14 @@ impl Hub {
         Ok((id, rx))
     }
 
-    fn unregister(&self, user_id: i64, username: &str, stream_id: u64) {
+    fn unregister(&self, user_id: i64, stream_id: u64) {
         let mut inner = self.lock();
         let Some(list) = inner.streams.get_mut(&user_id) else {
             return;
         };
-        let mut contacts = Vec::new();
-        if let Some(pos) = list.iter().position(|s| s.id == stream_id) {
-            contacts = list.remove(pos).contacts;
-            inner.total -= 1;
-        }
-        if inner.streams.get(&user_id).is_some_and(Vec::is_empty) {
-            inner.streams.remove(&user_id);
-            Self::publish_presence(&mut inner, user_id, username, false, &contacts);
-            Self::announce_offline(&mut inner);
-        }
+        let dropped: Vec<Stream> = list.extract_if(.., |s| s.id == stream_id).collect();
+        Self::forget(&mut inner, user_id, dropped);
+        Self::announce_offline(&mut inner);
     }
 
     /// Closes every stream opened with this session (logout).
@@ -278,9 +268,7 @@ impl Hub {
         let mut inner = self.lock();
         let mut removed = Vec::new();
         for (&user_id, list) in inner.streams.iter_mut() {
-            let (keep, dropped): (Vec<Stream>, Vec<Stream>) =
-                list.drain(..).partition(|s| valid(&s.token_hash));
-            *list = keep;
+            let dropped: Vec<Stream> = list.extract_if(.., |s| !valid(&s.token_hash)).collect();
             if !dropped.is_empty() {
                 removed.push((user_id, dropped));
             }
@@ -347,7 +335,7 @@ pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
         let page = match db::chat::messages_for_user_after(ctx.db, me.user_id, after, REPLAY_PAGE) {
             Ok(p) => p,
             Err(e) => {
-                hub.unregister(me.user_id, &me.username, stream_id);
+                hub.unregister(me.user_id, stream_id);
                 return Err(e.into());
             }
         };
@@ -362,7 +350,6 @@ pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
     }
     let cursor = start;
     let user_id = me.user_id;
-    let username = me.username.clone();
     // Streams are revalidated, never stored; the server passes this header on.
     let mut resp = Response::new(200).with_header("Cache-Control", "no-cache");
     resp.takeover = Some(Box::new(move |taken: Taken| {
@@ -374,16 +361,15 @@ pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
             .stack_size(STREAM_STACK)
             .spawn({
                 let hub = hub.clone();
-                let username = username.clone();
                 move || {
                     run_stream(writer, &headers, peer_fd, backlog, cursor, rx);
-                    hub.unregister(user_id, &username, stream_id);
+                    hub.unregister(user_id, stream_id);
                     done.end();
                 }
             });
         if spawned.is_err() {
             log::error!("cannot start an event stream thread");
-            hub.unregister(user_id, &username, stream_id);
+            hub.unregister(user_id, stream_id);
         }
     }));
     Ok(resp)
