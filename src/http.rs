@@ -281,25 +281,33 @@ impl Drop for Done {
     }
 }
 
+/// The status line and headers, up to the blank line, of a response written by hand on a
+/// taken-over connection.
+pub fn response_head<'a>(status: u16, headers: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    for (k, v) in headers {
+        head.push_str(k);
+        head.push_str(": ");
+        head.push_str(v);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    head
+}
+
 impl Taken {
     /// Writes a whole (non-streaming) response and releases the connection for its next
     /// request.
     pub fn respond(self, resp: Response) {
         use std::io::Write;
         let mut w = self.writer;
-        let mut head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Length: {}\r\n",
+        let length = resp.body.len().to_string();
+        let head = response_head(
             resp.status,
-            reason(resp.status),
-            resp.body.len()
+            std::iter::once(("Content-Length", length.as_str()))
+                .chain(resp.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .chain(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         );
-        for (k, v) in resp.headers.iter().chain(&self.headers) {
-            head.push_str(k);
-            head.push_str(": ");
-            head.push_str(v);
-            head.push_str("\r\n");
-        }
-        head.push_str("\r\n");
         let written = w
             .write_all(head.as_bytes())
             .and_then(|_| w.write_all(&resp.body))

@@ -389,15 +389,19 @@ fn run_stream(
     mut cursor: i64,
     rx: Receiver<Event>,
 ) {
-    let mut head = String::from(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
-         X-Accel-Buffering: no\r\nConnection: close\r\n",
+    let fixed = [
+        ("Content-Type", "text/event-stream"),
+        ("X-Accel-Buffering", "no"),
+        ("Connection", "close"),
+    ];
+    // Then the server's own headers: nosniff, no-store, and CORS for an allowed origin.
+    let mut head = crate::http::response_head(
+        200,
+        fixed
+            .into_iter()
+            .chain(headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
     );
-    // The server's own headers: nosniff, no-store, and CORS for an allowed origin.
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n: connected\nretry: 2000\n\n");
+    head.push_str(": connected\nretry: 2000\n\n");
     if w.write_all(head.as_bytes())
         .and_then(|_| w.flush())
         .is_err()
