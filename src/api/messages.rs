@@ -314,9 +314,7 @@ pub fn mark_as_read(ctx: &Ctx, req: &Request) -> Result<Response> {
         .filter(|(a, b)| *a == me.user_id || *b == me.user_id)
         .ok_or_else(|| Error::not_found("Conversation not found"))?;
     let other = if a == me.user_id { b } else { a };
-    let tx = db::write_tx(ctx.db)?;
-    let (marked, up_to) = db::chat::mark_read(&tx, conversation_id, me.user_id)?;
-    tx.commit()?;
+    let (marked, up_to) = db::chat::mark_conversation_read(ctx.db, conversation_id, me.user_id)?;
     if let (true, Some(up_to)) = (marked > 0, up_to) {
         ctx.app
             .hub

@@ -175,19 +175,35 @@ pub fn mark_read(
     conversation_id: i64,
     reader_id: i64,
 ) -> rusqlite::Result<(usize, Option<i64>)> {
-    let max_id: Option<i64> = conn
-        .prepare_cached(
-            "SELECT MAX(id) FROM messages
-             WHERE receiver_id = ?2 AND conversation_id = ?1 AND is_read = 0",
-        )?
-        .query_row([conversation_id, reader_id], |r| r.get(0))?;
-    let changed = conn
-        .prepare_cached(
-            "UPDATE messages SET is_read = 1
-             WHERE receiver_id = ?2 AND conversation_id = ?1 AND is_read = 0",
-        )?
-        .execute([conversation_id, reader_id])?;
+    let mut stmt = conn.prepare_cached(
+        "UPDATE messages SET is_read = 1
+         WHERE receiver_id = ?2 AND conversation_id = ?1 AND is_read = 0
+         RETURNING id",
+    )?;
+    let mut rows = stmt.query([conversation_id, reader_id])?;
+    let (mut changed, mut max_id) = (0, None);
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        changed += 1;
+        max_id = max_id.max(Some(id));
+    }
     Ok((changed, max_id))
+}
+
+/// `mark_read` in a write transaction of its own, taken only when there is something to
+/// mark (most calls find nothing, and need not wait for the writer).
+pub fn mark_conversation_read(
+    conn: &Connection,
+    conversation_id: i64,
+    reader_id: i64,
+) -> rusqlite::Result<(usize, Option<i64>)> {
+    if !has_unread(conn, conversation_id, reader_id)? {
+        return Ok((0, None));
+    }
+    let tx = super::write_tx(conn)?;
+    let marked = mark_read(&tx, conversation_id, reader_id)?;
+    tx.commit()?;
+    Ok(marked)
 }
 
 /// Reads a page and marks what the reader received as read, atomically: the page shows
