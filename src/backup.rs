@@ -160,12 +160,11 @@ pub fn sync_dir(file: &Path) {
 /// Removes a scratch database and whatever SQLite may have left beside it.
 pub fn remove_scratch(path: &Path) {
     for suffix in ["", "-journal", "-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
+        let p = crate::db::with_suffix(path, suffix);
         match fs::remove_file(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => log::warn!("cannot remove {}: {e}", Path::new(&p).display()),
+            Err(e) => log::warn!("cannot remove {}: {e}", p.display()),
         }
     }
 }

@@ -60,9 +60,7 @@ pub fn resolve(db: &Path) -> PathBuf {
 }
 
 pub fn lock_path(db: &Path) -> PathBuf {
-    let mut name = resolve(db).into_os_string();
-    name.push(".lock");
-    PathBuf::from(name)
+    crate::db::with_suffix(&resolve(db), ".lock")
 }
 
 /// Takes the lock without waiting. On failure the error names the process holding it.

@@ -284,9 +284,7 @@ pub struct Gauges {
 /// checkpoint copies them into the file.
 pub fn database_bytes(path: &Path) -> Option<u64> {
     let main = std::fs::metadata(path).ok()?.len();
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    let wal = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
+    let wal = std::fs::metadata(crate::db::with_suffix(path, "-wal")).map_or(0, |m| m.len());
     Some(main + wal)
 }
 

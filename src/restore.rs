@@ -5,8 +5,8 @@
 
 use crate::backup::{remove_scratch, sync_dir};
 use crate::db::backup::{self as dbb, Fold, Summary};
+use crate::db::with_suffix;
 use crate::lock::{self, Holder};
-use std::ffi::OsString;
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -177,10 +177,4 @@ fn set_aside(db: &Path, folded: bool) -> Result<PathBuf, String> {
     }
     sync_dir(&kept);
     Ok(kept)
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s: OsString = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
 }

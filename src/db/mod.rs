@@ -97,6 +97,13 @@ pub fn check_not_newer(version: i64) -> Result<(), String> {
     Ok(())
 }
 
+/// A file beside a database named after it: its `-wal`, `-shm` or `-journal`, its `.lock`.
+pub fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}
+
 /// Reads the schema version without changing anything.
 pub fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
