@@ -264,10 +264,6 @@ impl Done {
     pub fn end(self) {
         drop(self);
     }
-
-    pub fn finish(mut self, status: u16) {
-        self.status(status);
-    }
 }
 
 impl Drop for Done {
@@ -308,6 +304,10 @@ impl Taken {
                 .chain(resp.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .chain(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         );
+        // The request log gets the entry before the client gets the answer, so a request the
+        // client makes next is never logged ahead of this one.
+        let mut done = self.done;
+        done.status(resp.status);
         let written = w
             .write_all(head.as_bytes())
             .and_then(|_| w.write_all(&resp.body))
@@ -316,7 +316,7 @@ impl Taken {
             log::debug!("client went away before the response was written: {e}");
         }
         drop(w);
-        self.done.finish(resp.status);
+        done.end();
     }
 }
 

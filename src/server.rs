@@ -524,9 +524,12 @@ fn handle(app: &App, conn: &Connection, incoming: Incoming, refused: Option<Erro
             done,
         }),
         None => {
-            let status = resp.status;
+            // Logged before it is sent (see `Taken::respond`); the stderr line and the
+            // metrics, which carry the duration, once it is out.
+            let mut done = done;
+            done.status(resp.status);
             respond(rq, resp);
-            done.finish(status);
+            done.end();
         }
     }
 }
