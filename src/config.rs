@@ -113,6 +113,21 @@ pub struct Config {
     /// Open event streams allowed per user and in all.
     pub max_streams_per_user: usize,
     pub max_streams: usize,
+    /// Open event streams allowed per client address (0: no limit).
+    pub streams_per_address: usize,
+    /// Open connections allowed per client address (0: no limit); a trusted proxy's own
+    /// address is exempt, since every user arrives through it.
+    pub connections_per_address: usize,
+    /// A new connection must send its first byte within this time (an idle keep-alive
+    /// connection, and one mid-request, have `request_timeout`).
+    pub first_byte_timeout: Duration,
+    /// A response must be written to the client within this time, however slowly the client
+    /// reads; after it the connection is closed.
+    pub response_timeout: Duration,
+    /// Accounts one client address may create per hour (0: no limit).
+    pub signups_per_hour: u32,
+    /// Messages one user may send per minute (0: no limit); a burst of that many is allowed.
+    pub sends_per_minute: u32,
     /// Who may sign up.
     pub signup: SignupMode,
     /// Backups the server takes itself; none unless a directory is given.
@@ -184,6 +199,12 @@ impl Config {
             login_window: Duration::from_secs(15 * 60),
             max_streams_per_user: 8,
             max_streams: 2000,
+            streams_per_address: 64,
+            connections_per_address: 256,
+            first_byte_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(30),
+            signups_per_hour: 20,
+            sends_per_minute: 120,
             signup: SignupMode::Open,
             backups: None,
         }

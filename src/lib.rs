@@ -20,6 +20,7 @@ pub mod live;
 pub mod lock;
 pub mod metrics;
 pub mod proxy;
+pub mod rate_limit;
 pub mod reqlog;
 pub mod restore;
 pub mod router;
