@@ -7,16 +7,23 @@ use crate::error::{Error, Result};
 use crate::http::Request;
 use crate::live::Hub;
 use crate::metrics::Metrics;
+use crate::rate_limit::RateLimit;
 use crate::reqlog::LogSender;
 use crate::writer::MessageWriter;
 use rusqlite::Connection;
 use std::cell::RefCell;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct App {
     pub config: Config,
     pub hasher: PasswordHasher,
     pub throttle: LoginThrottle,
+    /// Sign-ups per client address (`--signups-per-hour`).
+    pub signup_limit: RateLimit<IpAddr>,
+    /// Sends per user (`--sends-per-minute`).
+    pub send_limit: RateLimit<i64>,
     pub log: LogSender,
     pub hub: Arc<Hub>,
     pub writer: MessageWriter,
@@ -36,6 +43,16 @@ impl App {
             // As many hashes at once as there are password workers.
             hasher: PasswordHasher::new(config.argon2, password_threads),
             throttle: LoginThrottle::new(config.login_attempts, config.login_window),
+            signup_limit: RateLimit::new(
+                config.signups_per_hour,
+                Duration::from_secs(3600),
+                "sign-ups from one address",
+            ),
+            send_limit: RateLimit::new(
+                config.sends_per_minute,
+                Duration::from_secs(60),
+                "messages from one user",
+            ),
             config,
             log,
             hub,
