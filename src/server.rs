@@ -480,20 +480,19 @@ fn handle(app: &App, conn: &Connection, incoming: Incoming, refused: Option<Erro
     let who = ctx.identity();
     access.set_user(who.as_ref().map(|i| i.user_id));
     if is_api {
-        resp.headers.extend(cors_headers(&app.config, &req));
+        // A preflight carries them already (once: a second Access-Control-Allow-Origin
+        // makes browsers refuse the response).
+        if method != Method::Options {
+            resp.headers.extend(cors_headers(&app.config, &req));
+        }
         if resp.header("Cache-Control").is_none() {
             resp.headers
                 .push(("Cache-Control".into(), "no-store".into()));
         }
-        let endpoint = if req.path.is_empty() {
-            &target
-        } else {
-            &req.path
-        };
         entry = Some(LogEntry {
             created_at: db::now_us(),
             method: method.as_str().to_string(),
-            endpoint: truncate(router::normalize(endpoint), 200),
+            endpoint: log_label(route).to_string(),
             status: resp.status,
             duration_us: 0,
             user_id: who.as_ref().map(|i| i.user_id),
@@ -533,6 +532,16 @@ fn handle(app: &App, conn: &Connection, incoming: Incoming, refused: Option<Erro
         }
     }
 }
+
+/// The endpoint a request-log row names: the route's own path, never what the client typed
+/// (a query could carry a password, and every unknown path its own row), so unknown paths
+/// share one label.
+fn log_label(route: Option<&router::Route>) -> &'static str {
+    route.map_or(UNKNOWN_ROUTE, |r| r.path)
+}
+
+/// The request-log label of every path that is no route.
+pub const UNKNOWN_ROUTE: &str = "(unknown)";
 
 fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
