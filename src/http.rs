@@ -187,17 +187,83 @@ pub struct Response {
 
 pub type Takeover = Box<dyn FnOnce(Taken) + Send>;
 
-/// A connection handed over by the server.
+/// A request whose response comes later or over time, handed over by the server: answer it
+/// once with `respond`, or take its socket for a stream with `into_stream`.
 pub struct Taken {
-    /// The raw response stream: whoever holds it writes the status line, headers and body.
-    pub writer: Box<dyn std::io::Write + Send>,
+    conn: tiny_http::Request,
     /// Headers the server adds to every response of this request (CORS, `nosniff`, ...).
     pub headers: Vec<(String, String)>,
     /// Reports the outcome: the final status once it is known, and the end of the response.
     pub done: Done,
-    /// For an event stream, the socket's descriptor, to notice a client that has gone
-    /// (see `peer_gone`); valid while `writer` lives.
+}
+
+/// A connection taken over for an event stream: its holder writes, on a thread of its own.
+pub struct Stream {
+    /// The raw response stream: the holder writes the status line, headers and body.
+    pub writer: Box<dyn std::io::Write + Send>,
+    /// Headers the server adds to every response of this request.
+    pub headers: Vec<(String, String)>,
+    pub done: Done,
+    /// The socket's descriptor, to notice a client that has gone (see `peer_gone`); valid
+    /// while `writer` lives.
     pub peer_fd: Option<i32>,
+}
+
+impl Taken {
+    pub(crate) fn new(
+        conn: tiny_http::Request,
+        headers: Vec<(String, String)>,
+        done: Done,
+    ) -> Taken {
+        Taken {
+            conn,
+            headers,
+            done,
+        }
+    }
+
+    /// Answers the request. The response is only handed to the connection's own thread,
+    /// which writes it: this never blocks on the client, so the thread calling it (the one
+    /// answering every send after its commit) cannot be held by a slow reader.
+    pub fn respond(self, resp: Response) {
+        let mut resp = resp;
+        resp.headers.extend(self.headers);
+        // The request log gets the entry before the client gets the answer, so a request the
+        // client makes next is never logged ahead of this one.
+        let mut done = self.done;
+        done.status(resp.status);
+        write_response(self.conn, resp);
+        done.end();
+    }
+
+    /// Takes the socket for a response written over time; the connection serves no
+    /// further requests.
+    pub fn into_stream(self) -> Stream {
+        let peer_fd = self.conn.peer_fd();
+        Stream {
+            writer: self.conn.into_writer(),
+            headers: self.headers,
+            done: self.done,
+            peer_fd,
+        }
+    }
+}
+
+/// Hands a whole response to tiny_http, which serializes it for the connection's own thread
+/// to write (see vendor/tiny_http/PATCHES.md).
+pub(crate) fn write_response(rq: tiny_http::Request, resp: Response) {
+    // The length is always known: never switch to chunked encoding for large bodies.
+    let mut out = tiny_http::Response::from_data(resp.body)
+        .with_status_code(resp.status)
+        .with_chunked_threshold(usize::MAX);
+    for (name, value) in &resp.headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            out.add_header(h);
+        }
+    }
+    if let Err(e) = rq.respond(out) {
+        log::debug!("could not serialize a response: {e}");
+    }
 }
 
 /// Whether the peer of a taken-over connection has closed or reset it. Read from the
@@ -289,35 +355,6 @@ pub fn response_head<'a>(status: u16, headers: impl Iterator<Item = (&'a str, &'
     }
     head.push_str("\r\n");
     head
-}
-
-impl Taken {
-    /// Writes a whole (non-streaming) response and releases the connection for its next
-    /// request.
-    pub fn respond(self, resp: Response) {
-        use std::io::Write;
-        let mut w = self.writer;
-        let length = resp.body.len().to_string();
-        let head = response_head(
-            resp.status,
-            std::iter::once(("Content-Length", length.as_str()))
-                .chain(resp.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .chain(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-        );
-        // The request log gets the entry before the client gets the answer, so a request the
-        // client makes next is never logged ahead of this one.
-        let mut done = self.done;
-        done.status(resp.status);
-        let written = w
-            .write_all(head.as_bytes())
-            .and_then(|_| w.write_all(&resp.body))
-            .and_then(|_| w.flush());
-        if let Err(e) = written {
-            log::debug!("client went away before the response was written: {e}");
-        }
-        drop(w);
-        done.end();
-    }
 }
 
 /// The reason phrase of the statuses this server writes by hand.

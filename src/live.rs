@@ -353,9 +353,10 @@ pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
     // Streams are revalidated, never stored; the server passes this header on.
     let mut resp = Response::new(200).with_header("Cache-Control", "no-cache");
     resp.takeover = Some(Box::new(move |taken: Taken| {
-        let mut done = taken.done;
+        let stream = taken.into_stream();
+        let mut done = stream.done;
         done.status(200);
-        let (writer, headers, peer_fd) = (taken.writer, taken.headers, taken.peer_fd);
+        let (writer, headers, peer_fd) = (stream.writer, stream.headers, stream.peer_fd);
         let spawned = std::thread::Builder::new()
             .name("event-stream".into())
             .stack_size(STREAM_STACK)

@@ -155,19 +155,35 @@ fn log_proxy_settings(config: &Config) {
 }
 
 /// The accept-side protections (see vendor/tiny_http/PATCHES.md): idle and slow
-/// connections are closed, bodies within the limit are read before a worker sees the
-/// request, and the number of open connections is capped.
+/// connections are closed (a silent new one sooner), bodies within the limit are read
+/// before a worker sees the request, responses are written by each connection's own thread
+/// within a deadline, and open connections are capped in all and per client address.
 fn limits(config: &Config) -> tiny_http::Limits {
+    let proxies = config.trusted_proxies.clone();
     tiny_http::Limits {
         read_timeout: Some(config.request_timeout),
-        write_timeout: Some(config.request_timeout * 3),
+        first_byte_timeout: Some(config.first_byte_timeout.min(config.request_timeout)),
+        write_timeout: Some(config.response_timeout),
+        response_timeout: config.response_timeout,
         request_timeout: config.request_timeout,
         max_connections: config.max_connections,
+        max_connections_per_address: unlimited_if_zero(config.connections_per_address),
+        exempt_from_per_address: Some(tiny_http::AddressFilter(Arc::new(move |ip| {
+            proxies.contains(ip)
+        }))),
         max_request_line: 16 * 1024,
         max_headers: 100,
         max_header_bytes: 64 * 1024,
         prebuffer_body: config.body_limit,
-        final_request_paths: vec!["/api/events".into(), "/api/events/".into()],
+    }
+}
+
+/// The settings where `0` means "no limit".
+pub fn unlimited_if_zero(n: usize) -> usize {
+    if n == 0 {
+        usize::MAX
+    } else {
+        n
     }
 }
 
@@ -516,18 +532,13 @@ fn handle(app: &App, conn: &Connection, incoming: Incoming, refused: Option<Erro
         move |status: u16| access.finish(status),
     );
     match resp.takeover.take() {
-        Some(takeover) => takeover(Taken {
-            peer_fd: rq.peer_fd(),
-            writer: rq.into_writer(),
-            headers: std::mem::take(&mut resp.headers),
-            done,
-        }),
+        Some(takeover) => takeover(Taken::new(rq, std::mem::take(&mut resp.headers), done)),
         None => {
             // Logged before it is sent (see `Taken::respond`); the stderr line and the
             // metrics, which carry the duration, once it is out.
             let mut done = done;
             done.status(resp.status);
-            respond(rq, resp);
+            crate::http::write_response(rq, resp);
             done.end();
         }
     }
@@ -569,20 +580,5 @@ fn run_handler(ctx: &Ctx, req: &Request, route: Option<&router::Route>) -> Respo
             }
             Response::error(&e)
         }
-    }
-}
-
-fn respond(rq: tiny_http::Request, resp: Response) {
-    // The length is always known: never switch to chunked encoding for large bodies.
-    let mut out = tiny_http::Response::from_data(resp.body)
-        .with_status_code(resp.status)
-        .with_chunked_threshold(usize::MAX);
-    for (name, value) in &resp.headers {
-        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            out.add_header(h);
-        }
-    }
-    if let Err(e) = rq.respond(out) {
-        log::debug!("client went away before the response was written: {e}");
     }
 }

@@ -10,6 +10,7 @@ use std::str::FromStr;
 use crate::common::{HTTPVersion, Method};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
+use crate::connection::Connection;
 use crate::limits::Limits;
 use crate::Request;
 use std::time::Instant;
@@ -39,9 +40,16 @@ pub struct ClientConnection {
 
     limits: Limits,
 
-    // the socket's descriptor, handed to a connection's final request (see `peer_fd`)
+    // the socket's descriptor, handed to every request (see `Request::peer_fd`)
     #[cfg(unix)]
     raw_fd: Option<std::os::unix::io::RawFd>,
+
+    // A handle on the socket itself, for its timeouts and for the writes of the
+    // connection's own thread (see `write_response`).
+    control: Option<Connection>,
+
+    // Whether a first byte has arrived: until then the shorter `first_byte_timeout` applies.
+    started: bool,
 }
 
 /// Error that can happen when reading a request.
@@ -67,6 +75,7 @@ impl ClientConnection {
         // half is closed when the connection's request loop ends).
         #[cfg(unix)]
         let raw_fd = write_socket.raw_fd();
+        let control = write_socket.control();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -81,6 +90,52 @@ impl ClientConnection {
             limits,
             #[cfg(unix)]
             raw_fd,
+            control,
+            started: false,
+        }
+    }
+
+    /// Writes a whole response on this connection's own thread, within `response_timeout`
+    /// however slowly the client reads: each write may block only for what is left of that
+    /// time. Past it the connection is shut down (an error is returned).
+    pub(crate) fn write_response(&mut self, bytes: &[u8]) -> IoResult<()> {
+        let deadline = Instant::now() + self.limits.response_timeout;
+        let Some(sock) = self.control.as_mut() else {
+            return Err(IoError::new(ErrorKind::Unsupported, "no socket to write to"));
+        };
+        let mut written = 0;
+        let outcome = loop {
+            if written == bytes.len() {
+                break Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Err(IoError::new(ErrorKind::TimedOut, "response deadline passed"));
+            }
+            sock.set_write_timeout(Some(left));
+            match std::io::Write::write(sock, &bytes[written..]) {
+                Ok(0) => break Err(IoError::new(ErrorKind::WriteZero, "peer closed")),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        // An event stream taken later on this connection writes under the usual timeout.
+        sock.set_write_timeout(self.limits.write_timeout);
+        if outcome.is_err() {
+            let _ = sock.shutdown(std::net::Shutdown::Both);
+        }
+        outcome
+    }
+
+    /// The first byte of the connection arrived: from now on idle gaps get the ordinary
+    /// read timeout (a connection that never sends a byte is closed sooner).
+    fn first_byte_arrived(&mut self) {
+        if !self.started {
+            self.started = true;
+            if let Some(sock) = self.control.as_mut() {
+                sock.set_read_timeout(self.limits.read_timeout);
+            }
         }
     }
 
@@ -113,7 +168,10 @@ impl ClientConnection {
             };
             let now = Instant::now();
             match deadline {
-                None => *deadline = Some(now + self.limits.request_timeout),
+                None => {
+                    *deadline = Some(now + self.limits.request_timeout);
+                    self.first_byte_arrived();
+                }
                 Some(d) if now > *d => {
                     return Err(IoError::new(ErrorKind::TimedOut, "request too slow"))
                 }
@@ -173,8 +231,11 @@ impl ClientConnection {
                     };
                     // A field needs a name, and no control characters but tab (a NUL or a
                     // bare CR in a header is how requests get smuggled past proxies).
+                    // A line starting with white space continues the previous one (obsolete
+                    // line folding, RFC 9112 §5.2): refused, as proxies disagree on it.
                     let bytes = line.as_bytes();
-                    if bytes.first() == Some(&b':')
+                    if matches!(bytes.first(), Some(b' ') | Some(b'\t'))
+                        || bytes.first() == Some(&b':')
                         || bytes.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
                     {
                         return Err(ReadError::WrongHeader(version));
@@ -194,6 +255,10 @@ impl ClientConnection {
 
                 headers
             };
+
+            if !body_framing_is_unambiguous(&headers) {
+                return Err(ReadError::WrongHeader(version));
+            }
 
             (method, path, version, headers)
         };
@@ -311,10 +376,6 @@ impl Iterator for ClientConnection {
 
             let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
 
-            if self.limits.is_final_request(rq.url()) {
-                self.no_more_requests = true;
-            }
-
             match lowercase {
                 Some(ref val) if val.contains("close") => self.no_more_requests = true,
                 Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
@@ -331,13 +392,39 @@ impl Iterator for ClientConnection {
             let mut rq = rq;
             rq.closes_connection = self.no_more_requests;
             #[cfg(unix)]
-            if self.limits.is_final_request(rq.url()) {
+            {
                 rq.peer_fd = self.raw_fd;
             }
 
             // returning the request
             return Some(rq);
         }
+    }
+}
+
+/// Whether the body's length is given one way only (added for White Beat). Each of these is
+/// a building block of request smuggling, where a proxy and this server would disagree on
+/// where the body ends: `Content-Length` together with `Transfer-Encoding`, more than one
+/// `Content-Length` or one that is not a plain number, and any `Transfer-Encoding` other
+/// than exactly `chunked`. Such a request is `400` and its connection closed.
+fn body_framing_is_unambiguous(headers: &[crate::Header]) -> bool {
+    let lengths: Vec<&str> = headers
+        .iter()
+        .filter(|h| h.field.equiv("Content-Length"))
+        .map(|h| h.value.as_str())
+        .collect();
+    let encodings: Vec<&str> = headers
+        .iter()
+        .filter(|h| h.field.equiv("Transfer-Encoding"))
+        .map(|h| h.value.as_str())
+        .collect();
+    let plain_number =
+        |v: &str| !v.is_empty() && v.len() <= 19 && v.bytes().all(|b| b.is_ascii_digit());
+    match (lengths.as_slice(), encodings.as_slice()) {
+        ([], []) => true,
+        ([length], []) => plain_number(length),
+        ([], [encoding]) => encoding.eq_ignore_ascii_case("chunked"),
+        _ => false,
     }
 }
 

@@ -127,6 +127,32 @@ impl Connection {
     }
 }
 
+impl Connection {
+    pub(crate) fn set_write_timeout(&mut self, write: Option<std::time::Duration>) {
+        match self {
+            Connection::Tcp(s) => {
+                let _ = s.set_write_timeout(write);
+            }
+            #[cfg(unix)]
+            Connection::Unix(s) => {
+                let _ = s.set_write_timeout(write);
+            }
+        }
+    }
+
+    pub(crate) fn set_read_timeout(&mut self, read: Option<std::time::Duration>) {
+        match self {
+            Connection::Tcp(s) => {
+                let _ = s.set_read_timeout(read);
+            }
+            #[cfg(unix)]
+            Connection::Unix(s) => {
+                let _ = s.set_read_timeout(read);
+            }
+        }
+    }
+}
+
 impl From<TcpStream> for Connection {
     fn from(s: TcpStream) -> Self {
         Self::Tcp(s)

@@ -115,7 +115,7 @@ pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
-pub use limits::Limits;
+pub use limits::{AddressFilter, Limits};
 
 mod client;
 mod common;
@@ -258,6 +258,7 @@ impl Server {
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         let open_connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let per_address = Arc::new(limits::PerAddress::default());
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 
@@ -306,15 +307,38 @@ impl Server {
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
-                    Ok((mut sock, _)) => {
+                    Ok((mut sock, peer)) => {
                         use util::RefinedTcpStream;
                         // Every socket gets timeouts, so a silent or dead peer cannot hold
-                        // a connection thread forever.
-                        sock.set_timeouts(limits.read_timeout, limits.write_timeout);
+                        // a connection thread forever; until its first byte, a shorter one.
+                        sock.set_timeouts(
+                            limits.first_byte_timeout.or(limits.read_timeout),
+                            limits.write_timeout,
+                        );
                         if open_connections.load(Relaxed) >= limits.max_connections {
                             limits::refuse(sock);
                             continue;
                         }
+                        let ip = peer.map(|a| a.ip().to_canonical());
+                        let exempt = |ip: std::net::IpAddr| {
+                            limits.exempt_from_per_address.as_ref().is_some_and(|f| (f.0)(ip))
+                        };
+                        let address_guard = match ip {
+                            Some(ip) if !exempt(ip) => {
+                                match limits::PerAddress::admit(
+                                    &per_address,
+                                    ip,
+                                    limits.max_connections_per_address,
+                                ) {
+                                    Some(guard) => Some(guard),
+                                    None => {
+                                        limits::refuse_per_address(sock);
+                                        continue;
+                                    }
+                                }
+                            }
+                            _ => None,
+                        };
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -332,54 +356,25 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable, limits.clone()))
+                        Ok((
+                            ClientConnection::new(write_closable, read_closable, limits.clone()),
+                            address_guard,
+                        ))
                     }
                     Err(e) => Err(e),
                 };
 
                 match new_client {
-                    Ok(client) => {
+                    Ok((client, address_guard)) => {
                         let messages = inside_messages.clone();
                         let closing = inside_close_trigger.clone();
                         let mut client = Some(client);
                         let open = limits::OpenGuard::new(&open_connections);
-                        let mut open = Some(open);
+                        let mut guards = Some((open, address_guard));
                         tasks_pool.spawn(Box::new(move || {
-                            let _open = open.take();
+                            let _guards = guards.take();
                             if let Some(client) = client.take() {
-                                // One request of a connection at a time (changed for White
-                                // Beat; upstream did this for HTTPS only): the next request is
-                                // read once the previous one is answered, so a pipelined read
-                                // after a write sees the write. The connection's last request
-                                // (an event stream) is not waited for.
-                                // Once the server is closing, requests still arriving on open
-                                // connections are refused, and queued ones no worker will take
-                                // are answered, so no client waits forever.
-                                let (sender, receiver) = mpsc::channel();
-                                'requests: for rq in client {
-                                    if closing.load(Relaxed) {
-                                        let _ = rq.respond(Response::empty(503));
-                                        break;
-                                    }
-                                    if rq.closes_connection {
-                                        messages.push(rq.into());
-                                        break;
-                                    }
-                                    messages.push(rq.with_notify_sender(sender.clone()).into());
-                                    loop {
-                                        match receiver.recv_timeout(Duration::from_millis(200)) {
-                                            Ok(()) => break,
-                                            Err(mpsc::RecvTimeoutError::Timeout) => {
-                                                if closing.load(Relaxed) {
-                                                    refuse_queued(&messages);
-                                                }
-                                            }
-                                            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                                                break 'requests
-                                            }
-                                        }
-                                    }
-                                }
+                                serve_connection(client, &messages, &closing);
                             }
                         }));
                     }
@@ -467,6 +462,50 @@ impl Iterator for IncomingRequests<'_> {
     type Item = Request;
     fn next(&mut self) -> Option<Request> {
         self.server.recv().ok()
+    }
+}
+
+/// The life of one connection, on its own thread (changed for White Beat). Requests are
+/// served one at a time (upstream did so only for HTTPS): the next is read once the previous
+/// one is answered, so a pipelined read after a write sees the write. A worker never writes
+/// to the socket: it hands the serialized response back, and this thread writes it within
+/// `response_timeout`, so a client that reads slowly holds only its own connection. A
+/// request whose handler took the socket (an event stream) is the connection's last.
+/// Once the server is closing, requests still arriving are refused, and queued ones no
+/// worker will take are answered, so no client waits forever.
+fn serve_connection(
+    mut client: ClientConnection,
+    messages: &Arc<MessagesQueue<Message>>,
+    closing: &AtomicBool,
+) {
+    use request::Handback;
+    let (sender, receiver) = mpsc::channel();
+    while let Some(rq) = client.next() {
+        if closing.load(Relaxed) {
+            let _ = rq.respond(Response::empty(503));
+            return;
+        }
+        messages.push(rq.with_notify_sender(sender.clone()).into());
+        let handback = loop {
+            match receiver.recv_timeout(Duration::from_millis(200)) {
+                Ok(handback) => break handback,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if closing.load(Relaxed) {
+                        refuse_queued(messages);
+                    }
+                }
+                // Unreachable while `sender` lives; ends the connection all the same.
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        };
+        match handback {
+            Handback::Write { bytes, keep_alive } => {
+                if client.write_response(&bytes).is_err() || !keep_alive {
+                    return;
+                }
+            }
+            Handback::Streamed => return,
+        }
     }
 }
 

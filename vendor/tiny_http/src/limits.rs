@@ -7,8 +7,10 @@
 
 use crate::connection::Connection;
 use std::io::Write;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Limits applied to every accepted connection.
@@ -16,13 +18,25 @@ use std::time::Duration;
 pub struct Limits {
     /// Socket read timeout: an idle keep-alive connection is closed after this.
     pub read_timeout: Option<Duration>,
-    /// Socket write timeout: a peer that stops reading cannot block a writer forever.
+    /// A new connection must send its first byte within this time.
+    pub first_byte_timeout: Option<Duration>,
+    /// Socket write timeout of a taken-over writer (an event stream): a peer that stops
+    /// reading cannot block its writer forever.
     pub write_timeout: Option<Duration>,
+    /// A whole response must be written within this time, however slowly the peer reads;
+    /// past it the connection is closed. Responses are written by the connection's own
+    /// thread, so a slow reader holds nothing shared.
+    pub response_timeout: Duration,
     /// From the first byte of a request, its head (and a pre-buffered body) must arrive
     /// within this time, however slowly it trickles in.
     pub request_timeout: Duration,
     /// Connections beyond this are answered `503` and closed at once.
     pub max_connections: usize,
+    /// Connections from one peer address beyond this are answered `429` and closed at once.
+    pub max_connections_per_address: usize,
+    /// Peer addresses exempt from `max_connections_per_address` (a trusted reverse proxy,
+    /// through which every user arrives).
+    pub exempt_from_per_address: Option<AddressFilter>,
     /// Longest request line, in bytes.
     pub max_request_line: usize,
     /// Most header lines, and most header bytes in all.
@@ -31,16 +45,15 @@ pub struct Limits {
     /// Bodies with a `Content-Length` up to this are read on the connection's thread
     /// before the request is handed to a worker.
     pub prebuffer_body: usize,
-    /// Requests to these paths (event streams) are the last on their connection, as an
-    /// upgrade is: the connection stops reading further requests, so when the handler drops
-    /// the writer it took with `into_writer()`, the socket closes at once.
-    pub final_request_paths: Vec<String>,
 }
 
-impl Limits {
-    pub(crate) fn is_final_request(&self, url: &str) -> bool {
-        let path = url.split('?').next().unwrap_or(url);
-        self.final_request_paths.iter().any(|p| p == path)
+/// A predicate on peer addresses.
+#[derive(Clone)]
+pub struct AddressFilter(pub Arc<dyn Fn(IpAddr) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for AddressFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AddressFilter")
     }
 }
 
@@ -49,14 +62,17 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             read_timeout: None,
+            first_byte_timeout: None,
             write_timeout: None,
+            response_timeout: Duration::from_secs(3600),
             request_timeout: Duration::from_secs(3600),
             max_connections: usize::MAX,
+            max_connections_per_address: usize::MAX,
+            exempt_from_per_address: None,
             max_request_line: 64 * 1024,
             max_headers: 1024,
             max_header_bytes: 256 * 1024,
             prebuffer_body: 1024,
-            final_request_paths: Vec::new(),
         }
     }
 }
@@ -79,16 +95,63 @@ impl Drop for OpenGuard {
 
 /// Answers a connection over the cap with `503` and closes it.
 pub(crate) fn refuse(sock: Connection) {
+    refuse_with(sock, "503 Service Unavailable", "Too many connections; try again shortly");
+}
+
+/// Answers a connection over its address's cap with `429` and closes it.
+pub(crate) fn refuse_per_address(sock: Connection) {
+    refuse_with(
+        sock,
+        "429 Too Many Requests",
+        "Too many connections from your address; close some and try again",
+    );
+}
+
+fn refuse_with(sock: Connection, status: &str, message: &str) {
     let mut sock = sock;
-    let body = "{\"error\": \"Too many connections; try again shortly\"}";
+    // A fresh socket's buffer takes this small answer at once; the write timeout set at
+    // accept bounds the rare case where it does not.
+    let body = format!("{{\"error\": \"{message}\"}}");
     let _ = write!(
         sock,
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n\
          Retry-After: 1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}",
         body.len(),
         body
     );
     let _ = sock.flush();
+}
+
+/// Open connections per peer address, for `max_connections_per_address`.
+#[derive(Default)]
+pub(crate) struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerAddress {
+    /// Counts a connection from `ip` unless that address is at `max`.
+    pub(crate) fn admit(this: &Arc<PerAddress>, ip: IpAddr, max: usize) -> Option<AddressGuard> {
+        let mut map = this.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressGuard(this.clone(), ip))
+    }
+}
+
+/// One connection counted against its address while it lives.
+pub(crate) struct AddressGuard(Arc<PerAddress>, IpAddr);
+
+impl Drop for AddressGuard {
+    fn drop(&mut self) {
+        let mut map = (self.0).0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.1);
+            }
+        }
+    }
 }
 
 /// Accept failures that say nothing about the listening socket itself.

@@ -5,7 +5,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
@@ -72,38 +74,47 @@ pub struct Request {
     // true if a `100 Continue` response must be sent when `as_reader()` is called
     must_send_continue: bool,
 
-    // If Some, a message must be sent after responding
-    notify_when_responded: Option<Sender<()>>,
+    // If Some, the response is handed back through it to the connection's own thread, which
+    // writes it (see `Handback`); otherwise it is written here.
+    notify_when_responded: Option<Sender<Handback>>,
+
+    // Set once the whole body has been read (at once for an empty or pre-buffered body): a
+    // connection whose last body was left unread cannot serve another request.
+    body_done: Arc<AtomicBool>,
 
     /// This is the last request of its connection: its response carries `Connection: close`.
     pub(crate) closes_connection: bool,
 
-    /// For a final request (see `Limits::final_request_paths`), the socket's descriptor.
+    /// The socket's descriptor (see `peer_fd`).
     #[cfg(unix)]
     pub(crate) peer_fd: Option<std::os::unix::io::RawFd>,
 }
 
-struct NotifyOnDrop<R> {
-    sender: Sender<()>,
-    inner: R,
+/// What a request's handler hands back to its connection's thread (added for White Beat).
+/// No worker, nor any other thread shared by many clients, writes a response to a socket:
+/// a client that reads slowly would hold it. A response is serialized in memory and the
+/// connection's own thread writes it, under a total deadline.
+pub(crate) enum Handback {
+    /// A whole response; `keep_alive` is false when the connection must end after it.
+    Write { bytes: Vec<u8>, keep_alive: bool },
+    /// The handler took the socket's writer (an event stream): the connection reads no
+    /// further requests, and whoever holds the writer writes.
+    Streamed,
 }
 
-impl<R: Read> Read for NotifyOnDrop<R> {
+/// Marks the body as read once the reader reports its end.
+struct CompletionReader<R> {
+    inner: R,
+    done: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for CompletionReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
-    }
-}
-impl<R: Write> Write for NotifyOnDrop<R> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-impl<R> Drop for NotifyOnDrop<R> {
-    fn drop(&mut self) {
-        self.sender.send(()).unwrap();
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.done.store(true, Ordering::SeqCst);
+        }
+        Ok(n)
     }
 }
 
@@ -194,9 +205,17 @@ where
 
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
+    let body_done = Arc::new(AtomicBool::new(true));
+    let streamed = |reader: Box<dyn Read + Send + 'static>| {
+        body_done.store(false, Ordering::SeqCst);
+        Box::new(CompletionReader {
+            inner: reader,
+            done: body_done.clone(),
+        }) as Box<dyn Read + Send + 'static>
+    };
     let reader = if connection_upgrade {
         // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
+        streamed(Box::new(source_data))
     } else if let Some(content_length) = content_length {
         if content_length == 0 {
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
@@ -231,8 +250,8 @@ where
 
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
-            Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
+            let data_reader = EqualReader::new(source_data, content_length);
+            streamed(Box::new(FusedReader::new(data_reader)))
         }
     } else if transfer_encoding.is_some() {
         // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
@@ -262,8 +281,9 @@ where
         if finished {
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         } else {
-            Box::new(Cursor::new(buffer).chain(FusedReader::new(decoder)))
-                as Box<dyn Read + Send + 'static>
+            streamed(Box::new(
+                Cursor::new(buffer).chain(FusedReader::new(decoder)),
+            ))
         }
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
@@ -284,6 +304,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        body_done,
         closes_connection: false,
         #[cfg(unix)]
         peer_fd: None,
@@ -299,10 +320,10 @@ fn send_continue<W: Write>(writer: &mut W) -> Result<(), RequestCreationError> {
 }
 
 impl Request {
-    /// For a request to one of `Limits::final_request_paths`, the connection's socket
-    /// descriptor, valid while the writer of `into_writer()` lives. Only inspect it (for
-    /// example its TCP state); never read from it or change its flags. Reading is shut down
-    /// on this socket once the request loop ends, so a peek always sees end-of-file.
+    /// The connection's socket descriptor, valid while the writer of `into_writer()` lives.
+    /// Only inspect it (for example its TCP state); never read from it or change its flags.
+    /// Reading is shut down on this socket once the request loop ends, so a peek always sees
+    /// end-of-file.
     #[cfg(unix)]
     pub fn peer_fd(&self) -> Option<std::os::unix::io::RawFd> {
         self.peer_fd
@@ -389,14 +410,9 @@ impl Request {
 
         let stream = CustomStream::new(self.extract_reader_impl(), self.extract_writer_impl());
         if let Some(sender) = self.notify_when_responded.take() {
-            let stream = NotifyOnDrop {
-                sender,
-                inner: stream,
-            };
-            Box::new(stream) as Box<dyn ReadWrite + Send>
-        } else {
-            Box::new(stream) as Box<dyn ReadWrite + Send>
+            sender.send(Handback::Streamed).ok();
         }
+        Box::new(stream) as Box<dyn ReadWrite + Send>
     }
 
     /// Allows to read the body of the request.
@@ -442,28 +458,17 @@ impl Request {
         self.data_reader.as_mut().unwrap()
     }
 
-    /// Turns the `Request` into a writer.
-    ///
-    /// The writer has a raw access to the stream to the user.
-    /// This function is useful for things like CGI.
-    ///
-    /// Note that the destruction of the `Writer` object may trigger
-    /// some events. For exemple if a client has sent multiple requests and the requests
-    /// have been processed in parallel, the destruction of a writer will trigger
-    /// the writing of the next response.
-    /// Therefore you should always destroy the `Writer` as soon as possible.
+    /// Turns the `Request` into a writer on the socket, for a response written over time
+    /// (an event stream). The connection reads no further requests (changed for White Beat:
+    /// upstream went on reading once the writer was dropped), so dropping the writer closes
+    /// the socket. The holder writes under the socket's write timeout, on its own thread.
     #[inline]
     pub fn into_writer(mut self) -> Box<dyn Write + Send + 'static> {
         let writer = self.extract_writer_impl();
         if let Some(sender) = self.notify_when_responded.take() {
-            let writer = NotifyOnDrop {
-                sender,
-                inner: writer,
-            };
-            Box::new(writer) as Box<dyn Write + Send + 'static>
-        } else {
-            writer
+            sender.send(Handback::Streamed).ok();
         }
+        writer
     }
 
     /// Extract the response `Writer` object from the Request, dropping this `Writer` has the same side effects
@@ -493,17 +498,15 @@ impl Request {
         reader.unwrap()
     }
 
-    /// Sends a response to this request.
+    /// Sends a response to this request. Served by a server, the response is serialized
+    /// here and written by the connection's own thread (see `Handback`), so this never
+    /// blocks on the client.
     #[inline]
     pub fn respond<R>(mut self, response: Response<R>) -> Result<(), IoError>
     where
         R: Read,
     {
-        let res = self.respond_impl(response);
-        if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).ok();
-        }
-        res
+        self.respond_impl(response)
     }
 
     fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
@@ -513,11 +516,30 @@ impl Request {
         let mut writer = self.extract_writer_impl();
 
         let do_not_send_body = self.method == Method::Head;
-        let response = if self.closes_connection {
-            response.with_connection_close()
-        } else {
+        // A body left unread cannot be skipped safely (the next request would start in its
+        // middle) nor drained without tying up a thread: the connection ends instead.
+        let keep_alive = !self.closes_connection && self.body_done.load(Ordering::SeqCst);
+        let response = if keep_alive {
             response
+        } else {
+            response.with_connection_close()
         };
+
+        if let Some(sender) = self.notify_when_responded.take() {
+            drop(writer);
+            let mut bytes = Vec::new();
+            let printed = response.raw_print(
+                &mut bytes,
+                self.http_version.clone(),
+                &self.headers,
+                do_not_send_body,
+                None,
+            );
+            // The connection's thread waits for this in every case.
+            let keep_alive = keep_alive && printed.is_ok();
+            sender.send(Handback::Write { bytes, keep_alive }).ok();
+            return printed;
+        }
 
         Self::ignore_client_closing_errors(response.raw_print(
             writer.by_ref(),
@@ -540,7 +562,7 @@ impl Request {
         })
     }
 
-    pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {
+    pub(crate) fn with_notify_sender(mut self, sender: Sender<Handback>) -> Self {
         self.notify_when_responded = Some(sender);
         self
     }
@@ -561,9 +583,6 @@ impl Drop for Request {
         if self.response_writer.is_some() {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
-            if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).ok();
-            }
         }
     }
 }

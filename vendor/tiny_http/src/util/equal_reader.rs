@@ -1,36 +1,24 @@
 use std::io::Read;
 use std::io::Result as IoResult;
-use std::sync::mpsc::channel;
-use std::sync::mpsc::{Receiver, Sender};
 
 /// A `Reader` that reads exactly the number of bytes from a sub-reader.
 ///
-/// If the limit is reached, it returns EOF. If the limit is not reached
-/// when the destructor is called, the remaining bytes will be read and
-/// thrown away.
+/// If the limit is reached, it returns EOF. What is left unread when it is dropped stays
+/// unread (see below).
 pub struct EqualReader<R>
 where
     R: Read,
 {
     reader: R,
     size: usize,
-    last_read_signal: Sender<IoResult<()>>,
 }
 
 impl<R> EqualReader<R>
 where
     R: Read,
 {
-    pub fn new(reader: R, size: usize) -> (EqualReader<R>, Receiver<IoResult<()>>) {
-        let (tx, rx) = channel();
-
-        let r = EqualReader {
-            reader,
-            size,
-            last_read_signal: tx,
-        };
-
-        (r, rx)
+    pub fn new(reader: R, size: usize) -> EqualReader<R> {
+        EqualReader { reader, size }
     }
 }
 
@@ -59,48 +47,10 @@ where
     }
 }
 
-impl<R> Drop for EqualReader<R>
-where
-    R: Read,
-{
-    fn drop(&mut self) {
-        // Drain what the handler did not read so the next request on the connection starts
-        // in the right place, with a fixed buffer and a cap: a client announcing a huge body
-        // must cost neither that much memory nor that much reading. Past the cap the rest is
-        // left unread and the connection ends with a parse error on its next request.
-        const DRAIN_CAP: usize = 1 << 20;
-        if self.size > DRAIN_CAP {
-            self.last_read_signal
-                .send(Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "unread request body too large to drain",
-                )))
-                .ok();
-            return;
-        }
-        let mut remaining_to_read = self.size;
-        let mut buf = [0u8; 8192];
-
-        while remaining_to_read > 0 {
-            let want = remaining_to_read.min(buf.len());
-            let buf = &mut buf[..want];
-
-            match self.reader.read(buf) {
-                Err(e) => {
-                    self.last_read_signal.send(Err(e)).ok();
-                    break;
-                }
-                Ok(0) => {
-                    self.last_read_signal.send(Ok(())).ok();
-                    break;
-                }
-                Ok(other) => {
-                    remaining_to_read -= other;
-                }
-            }
-        }
-    }
-}
+// Upstream drained an unread rest of the body on drop, so the next request on the
+// connection would start in the right place; that tied up whoever dropped the request (a
+// worker) for as long as a client cared to trickle it. Now nothing is drained: a request
+// whose body was not read to the end is the last on its connection (see `Request`).
 
 #[cfg(test)]
 mod tests {
@@ -114,7 +64,7 @@ mod tests {
         let mut org_reader = Cursor::new("hello world".to_string().into_bytes());
 
         {
-            let (mut equal_reader, _) = EqualReader::new(org_reader.by_ref(), 5);
+            let mut equal_reader = EqualReader::new(org_reader.by_ref(), 5);
 
             let mut string = String::new();
             equal_reader.read_to_string(&mut string).unwrap();
@@ -127,13 +77,13 @@ mod tests {
     }
 
     #[test]
-    fn test_not_enough() {
+    fn an_unread_rest_is_not_drained() {
         use std::io::Cursor;
 
         let mut org_reader = Cursor::new("hello world".to_string().into_bytes());
 
         {
-            let (mut equal_reader, _) = EqualReader::new(org_reader.by_ref(), 5);
+            let mut equal_reader = EqualReader::new(org_reader.by_ref(), 5);
 
             let mut vec = [0];
             equal_reader.read_exact(&mut vec).unwrap();
@@ -142,6 +92,6 @@ mod tests {
 
         let mut string = String::new();
         org_reader.read_to_string(&mut string).unwrap();
-        assert_eq!(string, " world");
+        assert_eq!(string, "ello world");
     }
 }

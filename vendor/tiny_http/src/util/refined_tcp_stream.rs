@@ -101,6 +101,16 @@ impl RefinedTcpStream {
         }
     }
 
+    /// A second handle on a plain socket (added for White Beat), for its timeouts and for
+    /// writes made by the connection's own thread; `None` over TLS.
+    pub(crate) fn control(&self) -> Option<Connection> {
+        match &self.stream {
+            Stream::Http(c) => c.try_clone().ok(),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
     pub(crate) fn new<S>(stream: S) -> (RefinedTcpStream, RefinedTcpStream)
     where
         S: Into<Stream>,
