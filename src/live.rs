@@ -7,17 +7,25 @@
 //! carries the id of the last message the stream delivered, so `Last-Event-ID` is always a
 //! resume point. Messages are published by the single message writer right after each
 //! commit, hence in id order.
+//!
+//! A client that reconnects with `Last-Event-ID` is sent what it missed one page at a time
+//! (a stream holds at most one page in memory, however long the history), or, beyond the
+//! replay window, one `resync` event: it reloads its state and continues live.
 
 use crate::app::Ctx;
+use crate::config::SyncMode;
 use crate::db::{self, chat::MessageRow};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response, Taken};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use rusqlite::{Connection, OptionalExtension};
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{hash_map::Entry, HashMap};
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,7 +35,19 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 const PEER_CHECK: Duration = Duration::from_secs(1);
 const QUEUE_PER_STREAM: usize = 128;
 const STREAM_STACK: usize = 64 * 1024;
-const REPLAY_PAGE: i64 = 500;
+/// Messages a replaying stream reads from the database at a time, writes, then reads the
+/// next: at most this many (of at most 10,000 characters each) are in memory per stream.
+const REPLAY_PAGE: i64 = 100;
+/// The replay window: a client that missed more than this many events (message ids)...
+pub const REPLAY_WINDOW_EVENTS: i64 = 100_000;
+/// ...or whose first missed message is older than this, gets a `resync` event instead.
+pub const REPLAY_WINDOW_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Page cache of a stream's own replay connection (it reads forward once; the workers'
+/// connections keep 2 MiB each).
+const REPLAY_CACHE_KIB: u32 = 256;
+/// `Retry-After` of a stream refused by the per-address cap (`--streams-per-address`): a
+/// closed stream frees its place within about a second (`PEER_CHECK`).
+pub const STREAMS_RETRY_AFTER: u64 = 5;
 const TYPING_EVERY: Duration = Duration::from_millis(1500);
 
 #[derive(Clone, Debug)]
@@ -42,13 +62,26 @@ struct Stream {
     username: Arc<str>,
     token_hash: Vec<u8>,
     contacts: Vec<i64>,
+    /// The client address it was opened from (`--streams-per-address`).
+    addr: IpAddr,
     tx: Sender<Event>,
+    /// Cleared when the hub lets go of the stream, so a replay in progress stops at once
+    /// (its queue's disconnection is seen only after the replay).
+    open: Arc<AtomicBool>,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.open.store(false, Ordering::Relaxed);
+    }
 }
 
 #[derive(Default)]
 struct Inner {
     streams: HashMap<i64, Vec<Stream>>,
     total: usize,
+    /// Open streams per client address; an address with none has no entry.
+    per_address: HashMap<IpAddr, usize>,
     last_typing: HashMap<i64, Instant>,
     /// Users whose last stream the hub itself just closed (logout, slow reader): their
     /// contacts still have to hear they went offline. Drained by `announce_offline`.
@@ -93,6 +126,11 @@ impl Hub {
         self.lock().total
     }
 
+    /// Open streams opened from one client address.
+    pub fn open_streams_from(&self, addr: IpAddr) -> usize {
+        self.lock().per_address.get(&addr).copied().unwrap_or(0)
+    }
+
     fn send_to(inner: &mut Inner, user_id: i64, event: &Event) {
         let Some(list) = inner.streams.get_mut(&user_id) else {
             return;
@@ -113,6 +151,14 @@ impl Hub {
             return;
         };
         inner.total -= dropped.len();
+        for s in &dropped {
+            if let Entry::Occupied(mut n) = inner.per_address.entry(s.addr) {
+                *n.get_mut() -= 1;
+                if *n.get() == 0 {
+                    n.remove();
+                }
+            }
+        }
         if inner.streams.get(&user_id).is_some_and(Vec::is_empty) {
             inner.streams.remove(&user_id);
             let notice = (user_id, last.username.clone(), last.contacts.clone());
@@ -202,13 +248,18 @@ impl Hub {
         }
     }
 
+    /// Subscribes a new stream, within the caps: in all and per user (`503`), and per
+    /// client address when `per_address` is not 0 (`429`). Nothing is registered when
+    /// refused. The place is given back when the `Registration` is dropped.
     fn register(
-        &self,
+        self: &Arc<Self>,
         user_id: i64,
         username: &str,
         token_hash: Vec<u8>,
         contacts: Vec<i64>,
-    ) -> Result<(u64, Receiver<Event>)> {
+        addr: IpAddr,
+        per_address: usize,
+    ) -> Result<(Registration, Receiver<Event>)> {
         let mut inner = self.lock();
         if inner.total >= self.max_total {
             return Err(Error::Unavailable(
@@ -221,21 +272,35 @@ impl Hub {
                 "Too many open event streams for this user; close one first".into(),
             ));
         }
+        let from_addr = inner.per_address.get(&addr).copied().unwrap_or(0);
+        if per_address > 0 && from_addr >= per_address {
+            return Err(Error::TooManyRequests(STREAMS_RETRY_AFTER));
+        }
         let (tx, rx) = bounded(QUEUE_PER_STREAM);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if mine == 0 {
             Self::publish_presence(&mut inner, user_id, username, true, &contacts);
             Self::announce_offline(&mut inner);
         }
+        let open = Arc::new(AtomicBool::new(true));
         inner.streams.entry(user_id).or_default().push(Stream {
             id,
             username: username.into(),
             token_hash,
             contacts,
+            addr,
             tx,
+            open: open.clone(),
         });
         inner.total += 1;
-        Ok((id, rx))
+        *inner.per_address.entry(addr).or_default() += 1;
+        let registration = Registration {
+            hub: self.clone(),
+            user_id,
+            stream_id: id,
+            open,
+        };
+        Ok((registration, rx))
     }
 
     fn unregister(&self, user_id: i64, stream_id: u64) {
@@ -284,6 +349,7 @@ impl Hub {
         let mut inner = self.lock();
         inner.streams.clear();
         inner.total = 0;
+        inner.per_address.clear();
     }
 
     /// Session hashes of all open streams (for the periodic validity check).
@@ -301,10 +367,52 @@ impl Hub {
     }
 }
 
+/// A stream's place in the hub, given back when it is dropped: when its thread ends, when
+/// the thread cannot start, or when the request fails before the stream begins. (A stream
+/// the hub already let go of is not counted twice.)
+struct Registration {
+    hub: Arc<Hub>,
+    user_id: i64,
+    stream_id: u64,
+    /// False once the hub has let go of the stream (logout, slow reader, shutdown).
+    open: Arc<AtomicBool>,
+}
+
+impl Registration {
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.unregister(self.user_id, self.stream_id);
+    }
+}
+
+/// What a new stream sends before live events.
+struct Replay {
+    user_id: i64,
+    /// The last message id the client has: only later messages are sent.
+    after: i64,
+    /// Set beyond the replay window: a `resync` event (with the newest id) and no replay.
+    resync: Option<i64>,
+    /// The first page, read by the request's worker (usually all there is).
+    first: Vec<MessageRow>,
+    /// For the stream's own connection when there is more than one page.
+    db_path: PathBuf,
+    sync: SyncMode,
+}
+
 /// # `GET /api/events/`
 /// The logged-in user's event stream (`text/event-stream`): `message`, `read`, `typing` and
 /// `presence` events. With `Last-Event-ID` (or `?last_event_id=`), every message after that
-/// id is replayed from the database first. `503` beyond the stream caps.
+/// id is replayed from the database first; beyond the replay window (more than
+/// `REPLAY_WINDOW_EVENTS` newer messages, the first of them older than `REPLAY_WINDOW_AGE`,
+/// or an id this database never had) the stream starts instead with one `resync` event
+/// carrying the newest id (`{"newest_id": N}`): the client reloads its state. `503` beyond
+/// the stream caps in all and per user, `429` with `Retry-After` beyond the cap per client
+/// address.
 pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = ctx.require_user(req)?;
     let last_id = match req
@@ -319,37 +427,35 @@ pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
         ),
     };
     let contacts = db::chat::contacts_of(ctx.db, me.user_id)?;
-    // A fresh stream starts after the newest message now stored. Read that before
-    // subscribing and the backlog after: a message committed in between is then in the
-    // backlog, the queue, or both, and the cursor drops the duplicate.
-    let start = match last_id {
-        Some(id) => id,
-        None => db::chat::max_message_id(ctx.db)?,
+    // The newest message now stored is read before subscribing and the replay after: a
+    // message committed in between is then in the replay, the queue, or both, and the
+    // cursor drops the duplicate. A fresh stream starts after it.
+    let newest = db::chat::max_message_id(ctx.db)?;
+    let (after, resync) = match last_id.map(|id| id.max(0)) {
+        None => (newest, None),
+        Some(id) if beyond_replay_window(ctx.db, id, newest)? => (newest, Some(newest)),
+        Some(id) => (id, None),
     };
-    let hub = ctx.app.hub.clone();
-    let (stream_id, rx) =
-        hub.register(me.user_id, &me.username, me.token_hash.clone(), contacts)?;
-    let mut backlog = Vec::new();
-    let mut after = start;
-    loop {
-        let page = match db::chat::messages_for_user_after(ctx.db, me.user_id, after, REPLAY_PAGE) {
-            Ok(p) => p,
-            Err(e) => {
-                hub.unregister(me.user_id, stream_id);
-                return Err(e.into());
-            }
-        };
-        for m in &page {
-            after = m.id;
-            let data = crate::api::messages::message_json(m, me.user_id).to_string();
-            backlog.push(Event::Message(m.id, data.into()));
-        }
-        if (page.len() as i64) < REPLAY_PAGE {
-            break;
-        }
-    }
-    let cursor = start;
-    let user_id = me.user_id;
+    let config = &ctx.app.config;
+    let (registration, rx) = ctx.app.hub.register(
+        me.user_id,
+        &me.username,
+        me.token_hash.clone(),
+        contacts,
+        req.client_ip,
+        config.streams_per_address,
+    )?;
+    // One page here (on failure `registration` gives the place back); the stream's thread
+    // reads any further pages itself.
+    let first = db::chat::messages_for_user_after(ctx.db, me.user_id, after, REPLAY_PAGE)?;
+    let replay = Replay {
+        user_id: me.user_id,
+        after,
+        resync,
+        first,
+        db_path: config.db_path.clone(),
+        sync: config.sync,
+    };
     // Streams are revalidated, never stored; the server passes this header on.
     let mut resp = Response::new(200).with_header("Cache-Control", "no-cache");
     resp.takeover = Some(Box::new(move |taken: Taken| {
@@ -360,20 +466,32 @@ pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
         let spawned = std::thread::Builder::new()
             .name("event-stream".into())
             .stack_size(STREAM_STACK)
-            .spawn({
-                let hub = hub.clone();
-                move || {
-                    run_stream(writer, &headers, peer_fd, backlog, cursor, rx);
-                    hub.unregister(user_id, stream_id);
-                    done.end();
-                }
+            .spawn(move || {
+                run_stream(writer, &headers, peer_fd, replay, rx, &registration);
+                drop(registration);
+                done.end();
             });
         if spawned.is_err() {
+            // The closure, with the registration, is dropped: the place is given back.
             log::error!("cannot start an event stream thread");
-            hub.unregister(user_id, stream_id);
         }
     }));
     Ok(resp)
+}
+
+/// Whether a client whose last event was `last` is beyond the replay window: more than
+/// `REPLAY_WINDOW_EVENTS` messages newer than it, or the first of them older than
+/// `REPLAY_WINDOW_AGE`, or an id above the newest (the client saw messages this database
+/// does not have, as after a restore: replaying from there would skip the next ones).
+fn beyond_replay_window(conn: &Connection, last: i64, newest: i64) -> Result<bool> {
+    if last > newest {
+        return Ok(true);
+    }
+    if newest.saturating_sub(last) > REPLAY_WINDOW_EVENTS {
+        return Ok(true);
+    }
+    let oldest_allowed = db::now_us() - REPLAY_WINDOW_AGE.as_micros() as i64;
+    Ok(first_message_time_after(conn, last)?.is_some_and(|t| t < oldest_allowed))
 }
 
 fn write_event(w: &mut dyn Write, id: i64, name: &str, data: &str) -> std::io::Result<()> {
@@ -386,9 +504,9 @@ fn run_stream(
     mut w: Box<dyn Write + Send>,
     headers: &[(String, String)],
     peer_fd: Option<i32>,
-    backlog: Vec<Event>,
-    mut cursor: i64,
+    replay: Replay,
     rx: Receiver<Event>,
+    registration: &Registration,
 ) {
     let fixed = [
         ("Content-Type", "text/event-stream"),
@@ -409,11 +527,22 @@ fn run_stream(
     {
         return;
     }
+    let mut cursor = replay.after;
+    if let Some(newest) = replay.resync {
+        let data = json!({ "newest_id": newest }).to_string();
+        if write_event(w.as_mut(), newest, "resync", &data).is_err() {
+            return;
+        }
+    }
+    if !send_missed(w.as_mut(), replay, &mut cursor, peer_fd, registration) {
+        return;
+    }
+    // Live: whatever the queue gathered since the subscription, then what comes.
     let mut deliver = |w: &mut Box<dyn Write + Send>, ev: Event| -> std::io::Result<()> {
         match ev {
             Event::Message(id, data) => {
                 if id <= cursor {
-                    return Ok(()); // already delivered from the backlog
+                    return Ok(()); // already delivered by the replay
                 }
                 cursor = id;
                 write_event(w.as_mut(), id, "message", &data)
@@ -421,11 +550,6 @@ fn run_stream(
             Event::Other(name, data) => write_event(w.as_mut(), cursor, name, &data),
         }
     };
-    for ev in backlog {
-        if deliver(&mut w, ev).is_err() {
-            return;
-        }
-    }
     let mut last_write = Instant::now();
     loop {
         match rx.recv_timeout(PEER_CHECK) {
@@ -452,6 +576,61 @@ fn run_stream(
             // The hub dropped this stream (logout, expiry, slow client, shutdown).
             Err(RecvTimeoutError::Disconnected) => return,
         }
+    }
+}
+
+/// Writes the messages after `cursor` stored now, one page at a time: the first page came
+/// with the request; further ones are read on a connection of this stream's own, opened
+/// only when there is more and closed once caught up. Stops early (false: end the stream)
+/// when the client goes, the hub lets go of the stream (a logged-out session is sent
+/// nothing more), or the database fails (the client resumes from the last id it got).
+fn send_missed(
+    w: &mut dyn Write,
+    replay: Replay,
+    cursor: &mut i64,
+    peer_fd: Option<i32>,
+    registration: &Registration,
+) -> bool {
+    let mut page = replay.first;
+    let mut conn: Option<Connection> = None;
+    loop {
+        let full = page.len() as i64 >= REPLAY_PAGE;
+        for m in &page {
+            if !registration.is_open() {
+                return false;
+            }
+            if m.id <= *cursor {
+                continue;
+            }
+            *cursor = m.id;
+            let data = crate::api::messages::message_json(m, replay.user_id).to_string();
+            if write_event(w, m.id, "message", &data).is_err() {
+                return false;
+            }
+        }
+        if !full {
+            return true;
+        }
+        if peer_fd.is_some_and(crate::http::peer_gone) {
+            return false;
+        }
+        let c = match conn {
+            Some(ref c) => c,
+            None => match open_replay_db(&replay.db_path, replay.sync) {
+                Ok(c) => conn.insert(c),
+                Err(e) => {
+                    log::warn!("event stream replay: {e}");
+                    return false;
+                }
+            },
+        };
+        page = match db::chat::messages_for_user_after(c, replay.user_id, *cursor, REPLAY_PAGE) {
+            Ok(p) => p,
+            Err(e) => {
+                log::warn!("event stream replay: {e}");
+                return false;
+            }
+        };
     }
 }
 
@@ -493,4 +672,24 @@ pub fn typing(ctx: &Ctx, req: &Request) -> Result<Response> {
             .publish_typing(conversation_id, me.user_id, &me.username, other);
     }
     Ok(Response::new(204))
+}
+
+// TODO(move to db/): the two statements of a stream's replay, here while db/ is being
+// edited.
+
+/// A stream's own connection for a long replay: read-only, with a small page cache.
+fn open_replay_db(path: &std::path::Path, sync: SyncMode) -> Result<Connection, String> {
+    let conn = db::open(path, sync)?;
+    db::set_cache_kib(&conn, REPLAY_CACHE_KIB)
+        .and_then(|()| conn.pragma_update(None, "query_only", true))
+        .map_err(|e| format!("cannot set up a replay connection: {e}"))?;
+    Ok(conn)
+}
+
+// TODO(move to db/chat.rs)
+/// When the first message after `after_id` was sent, if there is one.
+fn first_message_time_after(conn: &Connection, after_id: i64) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT created_at FROM messages WHERE id > ?1 ORDER BY id LIMIT 1")?
+        .query_row([after_id], |r| r.get(0))
+        .optional()
 }
