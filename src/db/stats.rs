@@ -67,14 +67,27 @@ pub struct LogEntry {
     pub user_agent: String,
 }
 
-/// Writes a batch of log entries and their roll-ups in one transaction. The roll-ups are
-/// summed per hour and per day first: one upsert per hour touched, not one per request.
-pub fn insert_log_batch(conn: &Connection, entries: &[LogEntry]) -> rusqlite::Result<()> {
+/// Writes a batch of log entries and the roll-ups in one transaction, then trims the table
+/// to `max_rows` (see `trim_log`; 0: no cap). `counted_only` holds the times of requests
+/// that are counted in the roll-ups but not stored (a client over its bound in the log
+/// writer), so the dashboard's figures stay true during a flood. The roll-ups are summed
+/// per hour and per day first: one upsert per hour touched, not one per request. Returns
+/// the rows trimmed.
+pub fn insert_log_batch(
+    conn: &Connection,
+    entries: &[LogEntry],
+    counted_only: &[i64],
+    max_rows: u64,
+) -> rusqlite::Result<usize> {
     let mut per_hour: Vec<(i64, i64)> = Vec::new();
     let mut per_day: Vec<(i64, i64)> = Vec::new();
-    for e in entries {
-        add_count(&mut per_hour, e.created_at.div_euclid(HOUR_US));
-        add_count(&mut per_day, start_of_day(e.created_at));
+    for at in entries
+        .iter()
+        .map(|e| e.created_at)
+        .chain(counted_only.iter().copied())
+    {
+        add_count(&mut per_hour, at.div_euclid(HOUR_US));
+        add_count(&mut per_day, start_of_day(at));
     }
     let tx = super::write_tx(conn)?;
     {
@@ -101,7 +114,37 @@ pub fn insert_log_batch(conn: &Connection, entries: &[LogEntry]) -> rusqlite::Re
     for (day_start, calls) in per_day {
         bump_daily(&tx, day_start, "api_calls", calls)?;
     }
-    tx.commit()
+    let trimmed = if entries.is_empty() {
+        0
+    } else {
+        trim_log(&tx, max_rows)?
+    };
+    tx.commit()?;
+    Ok(trimmed)
+}
+
+/// Rows `trim_log` deletes at most per call: a table far over its cap (the cap lowered, an
+/// old flooded database) is trimmed in short transactions, so senders waiting for the write
+/// lock are not held up for long.
+pub const TRIM_CHUNK: u64 = 5_000;
+
+/// Deletes the oldest request-log rows beyond the newest `max_rows` (0: no cap), at most
+/// `TRIM_CHUNK` of them; returns how many. Ids only grow (new rows take the largest id plus
+/// one), so the rows to keep are those with an id above the largest minus `max_rows`: two
+/// lookups at the ends of the table's b-tree and a range delete, no count. Only the log's
+/// rows go: the dashboard's figures come from the roll-ups (`daily_stats`,
+/// `hourly_api_calls`), which keep counting them, and `recent_logs` lists the newest.
+pub fn trim_log(conn: &Connection, max_rows: u64) -> rusqlite::Result<usize> {
+    if max_rows == 0 {
+        return Ok(0);
+    }
+    let keep = i64::try_from(max_rows).unwrap_or(i64::MAX);
+    conn.prepare_cached(
+        "DELETE FROM request_log WHERE id <= MIN(
+             (SELECT MAX(id) FROM request_log) - ?1,
+             (SELECT MIN(id) FROM request_log) + ?2 - 1)",
+    )?
+    .execute(rusqlite::params![keep, TRIM_CHUNK as i64])
 }
 
 /// Adds one to `key`'s count in a short list (a batch spans one or two hours at most).
@@ -112,7 +155,8 @@ fn add_count(counts: &mut Vec<(i64, i64)>, key: i64) {
     }
 }
 
-/// Deletes request-log rows and hourly figures older than `cutoff`.
+/// Deletes request-log rows and hourly figures older than `cutoff` (the retention; the
+/// size cap is `trim_log`'s).
 pub fn prune_log(conn: &Connection, cutoff: i64) -> rusqlite::Result<usize> {
     let tx = super::write_tx(conn)?;
     let n = tx
