@@ -1,7 +1,9 @@
 //! Who is asking: Argon2id password hashing on a bounded pool (and verification of the
 //! Django original's PBKDF2 hashes, kept as imported until their owner's next login),
 //! session tokens (random from the OS, stored hashed), authentication of a request by bearer
-//! token or cookie, and login throttling per account and per client address.
+//! token or cookie, login throttling per account and per client address, and the rules for
+//! a new account's fields (among them the look-alike key that keeps usernames unique by
+//! how they look, not only by their bytes).
 
 use crate::app::Ctx;
 use crate::config::Argon2Cost;
@@ -277,13 +279,43 @@ pub fn authenticate(ctx: &Ctx, req: &Request) -> Result<Option<Identity>> {
     }))
 }
 
+/// Whose failed logins a throttle counter counts.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum LoginKey {
+    /// An existing account, by id: every spelling that reaches it counts against it, and
+    /// only its own successful login clears it.
+    Account(i64),
+    /// A name no account has, so that guesses at unknown names are throttled just as those
+    /// at known ones are (a `429` must not tell which names exist). Lower-cased and cut to
+    /// the longest valid username, so no request can make the map hold a huge key.
+    Name(String),
+    /// The client address.
+    Address(IpAddr),
+}
+
+impl LoginKey {
+    /// The key of the account a login names: its id when the user exists, else the name.
+    pub fn for_login(user_id: Option<i64>, username: &str) -> LoginKey {
+        match user_id {
+            Some(id) => LoginKey::Account(id),
+            None => LoginKey::Name(
+                username
+                    .chars()
+                    .take(MAX_USERNAME_CHARS)
+                    .collect::<String>()
+                    .to_lowercase(),
+            ),
+        }
+    }
+}
+
 /// Failed-login bookkeeping, in memory: a restart forgives, which is acceptable for a
 /// throttle whose job is to make online guessing slow.
 pub struct LoginThrottle {
     attempts_per_account: u32,
     attempts_per_address: u32,
     window: Duration,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    failures: Mutex<HashMap<LoginKey, (u32, Instant)>>,
 }
 
 impl LoginThrottle {
@@ -297,21 +329,17 @@ impl LoginThrottle {
         }
     }
 
-    fn keys(username: &str, ip: IpAddr) -> [String; 2] {
-        [format!("u:{}", username.to_lowercase()), format!("ip:{ip}")]
-    }
-
-    /// `Err(429)` while either the account or the address is over its limit.
-    pub fn check(&self, username: &str, ip: IpAddr) -> Result<()> {
+    /// `Err(429)` while either the account (or unknown name) or the address is over its
+    /// limit.
+    pub fn check(&self, account: &LoginKey, ip: IpAddr) -> Result<()> {
         let now = Instant::now();
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, (_, start)| now.duration_since(*start) < self.window);
-        let [account, address] = Self::keys(username, ip);
         for (key, limit) in [
             (account, self.attempts_per_account),
-            (address, self.attempts_per_address),
+            (&LoginKey::Address(ip), self.attempts_per_address),
         ] {
-            if let Some((count, start)) = map.get(&key) {
+            if let Some((count, start)) = map.get(key) {
                 if *count >= limit {
                     let wait = self.window.saturating_sub(now.duration_since(*start));
                     return Err(Error::TooManyRequests(wait.as_secs().max(1)));
@@ -321,21 +349,23 @@ impl LoginThrottle {
         Ok(())
     }
 
-    pub fn record_failure(&self, username: &str, ip: IpAddr) {
+    pub fn record_failure(&self, account: &LoginKey, ip: IpAddr) {
         let now = Instant::now();
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        for key in Self::keys(username, ip) {
+        for key in [account.clone(), LoginKey::Address(ip)] {
             let entry = map.entry(key).or_insert((0, now));
             entry.0 += 1;
         }
     }
 
-    pub fn record_success(&self, username: &str, ip: IpAddr) {
-        let [account, _] = Self::keys(username, ip);
+    /// Forgives the failures of this account only: the address keeps its count, and no
+    /// other account's success (a look-alike name that once lower-cased to the same key)
+    /// ever clears it.
+    pub fn record_success(&self, account: &LoginKey) {
         self.failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&account);
+            .remove(account);
     }
 }
 
@@ -370,10 +400,13 @@ pub fn new_account_fields(
     Ok((username.to_string(), email))
 }
 
+/// The longest username, in characters (Django's limit).
+pub const MAX_USERNAME_CHARS: usize = 150;
+
 /// Username rule of the API: 1–150 characters of letters, digits and `@.+-_`.
 pub fn validate_username(username: &str) -> Result<()> {
     let len = username.chars().count();
-    if len == 0 || len > 150 {
+    if len == 0 || len > MAX_USERNAME_CHARS {
         return Err(Error::bad_request("Username must be 1 to 150 characters"));
     }
     if !username
@@ -385,6 +418,23 @@ pub fn validate_username(username: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// What two usernames share when they look alike: the UTS #39 confusable skeleton of the
+/// name after compatibility normalisation (NFKC) and case folding. `admin`, `Admin`, `аdmin`
+/// (Cyrillic а), `ａｄｍｉｎ` (full width), `𝐚𝐝𝐦𝐢𝐧` (mathematical bold) and `adrnin` all have
+/// the key of `admin`. A new account's key must be free (`db::users::create`); logins stay
+/// by the exact name.
+///
+/// Case folding is Unicode's full mapping approximated by upper- then lower-casing (which
+/// folds `ß` with `ss` and `ς` with `σ`), between two NFKC passes so that compatibility
+/// characters without a case of their own (mathematical capitals) fold too. The tables
+/// are those of the `unicode-normalization` and `unicode-security` crates.
+pub fn name_key(username: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let compatible: String = username.nfkc().collect();
+    let folded: String = compatible.to_uppercase().to_lowercase().nfkc().collect();
+    unicode_security::skeleton(&folded).collect()
 }
 
 pub fn validate_password(password: &str) -> Result<()> {
@@ -451,15 +501,49 @@ mod tests {
     }
 
     #[test]
-    fn throttle_blocks_after_the_limit_and_success_clears_the_account() {
+    fn throttle_blocks_after_the_limit_and_only_the_accounts_success_clears_it() {
         let t = LoginThrottle::new(2, Duration::from_secs(60));
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        t.check("bob", ip).unwrap();
-        t.record_failure("bob", ip);
-        t.record_failure("bob", ip);
-        assert!(matches!(t.check("BOB", ip), Err(Error::TooManyRequests(_))));
-        t.record_success("bob", ip);
-        assert!(t.check("bob", ip).is_ok());
+        let bob = LoginKey::for_login(Some(7), "bob");
+        t.check(&bob, ip).unwrap();
+        t.record_failure(&bob, ip);
+        t.record_failure(&bob, ip);
+        assert!(matches!(t.check(&bob, ip), Err(Error::TooManyRequests(_))));
+        // Another account with a name that lower-cases the same does not clear it.
+        t.record_success(&LoginKey::for_login(Some(8), "BOB"));
+        assert!(matches!(t.check(&bob, ip), Err(Error::TooManyRequests(_))));
+        t.record_success(&bob);
+        assert!(t.check(&bob, ip).is_ok());
+        // Unknown names are throttled alike, by name.
+        let ghost = LoginKey::for_login(None, "Ghost");
+        t.record_failure(&ghost, ip);
+        t.record_failure(&ghost, ip);
+        assert!(t.check(&LoginKey::for_login(None, "ghost"), ip).is_err());
+        assert_eq!(
+            LoginKey::for_login(None, &"x".repeat(100_000)),
+            LoginKey::Name("x".repeat(MAX_USERNAME_CHARS))
+        );
+    }
+
+    #[test]
+    fn look_alike_names_share_a_key() {
+        let admin = name_key("admin");
+        for alike in [
+            "admin",
+            "Admin",
+            "ADMIN",
+            "\u{430}dmin",
+            "\u{ff41}\u{ff44}\u{ff4d}\u{ff49}\u{ff4e}",
+            "\u{1d41a}\u{1d41d}\u{1d426}\u{1d422}\u{1d427}",
+            "\u{1d400}dmin",
+            "adrnin",
+        ] {
+            assert_eq!(name_key(alike), admin, "{alike}");
+        }
+        for other in ["admins", "admin1", "bob", "adm_in"] {
+            assert_ne!(name_key(other), admin, "{other}");
+        }
+        assert_eq!(name_key("stra\u{df}e"), name_key("STRASSE"));
     }
 
     #[test]

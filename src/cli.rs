@@ -90,6 +90,10 @@ pub fn create_account(
     };
     db::users::create(conn, &new).map_err(|e| match e {
         CreateUserError::UsernameTaken => format!("username `{username}` is already taken"),
+        CreateUserError::UsernameLooksAlike => format!(
+            "username `{username}` is already taken by a name that looks the same (names \
+             that differ only in case, letter width or look-alike letters count as one)"
+        ),
         CreateUserError::EmailTaken => format!("email `{email}` is already in use"),
         CreateUserError::InviteInvalid => "the invite code is not valid".to_string(),
         CreateUserError::Db(e) => e.to_string(),

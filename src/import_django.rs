@@ -20,6 +20,12 @@
 //!   activity, and the number of messages they sent. `is_online`, `is_staff`, avatars, the
 //!   request log and the statistics tables are not carried over: White Beat derives or keeps
 //!   its own.
+//! - Usernames that look alike (`admin` and `Admin`, or a Cyrillic `аdmin`: the same
+//!   `auth::name_key`) were allowed by the original and are imported as they are: each
+//!   account keeps working and logs in by its exact name. A warning names them, and no new
+//!   account can take a name like theirs.
+//! - A conversation without messages is listed for neither member until one of them opens
+//!   it (the original did not record who opened it; see migrations/003).
 
 use crate::auth::{hash_kind, HashKind};
 use crate::cli::{self, CliResult};
@@ -507,6 +513,16 @@ impl Import<'_> {
             Ok(())
         })?;
 
+        let alike = db::users::look_alike_groups(self.conn).map_err(db_err)?;
+        if !alike.is_empty() {
+            let groups: Vec<String> = alike.iter().map(|names| names.join(" and ")).collect();
+            self.warnings.push(format!(
+                "usernames that look alike (differing only in case, letter width or \
+                 look-alike letters) were imported as they are, each account logging in by \
+                 its exact name, and no new account can take a name like theirs: {}",
+                some_names(&groups)
+            ));
+        }
         if !moved_emails.is_empty() {
             self.warnings.push(format!(
                 "{} had an email address already used by another user (compared without \

@@ -8,6 +8,7 @@
 //! would silently leave a lock on the database's old inode. The lock file is never deleted
 //! (deleting a lock file lets two processes lock two different inodes); the kernel drops the
 //! lock when its holder exits, however it exits, so a crash never leaves a stale lock.
+//! Like the database, it is created readable by its owner only, whatever the umask.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -66,12 +67,18 @@ pub fn lock_path(db: &Path) -> PathBuf {
 /// Takes the lock without waiting. On failure the error names the process holding it.
 pub fn acquire(db: &Path, holder: Holder) -> Result<DbLock, String> {
     let path = lock_path(db);
-    let opened = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path);
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let existed = path.exists();
+    let opened = options.open(&path);
+    if let (Ok(file), false) = (&opened, existed) {
+        give_to_database_owner(file, &resolve(db));
+    }
     // A lock file another account created (an admin's `sudo whitebeat restore`) may not be
     // writable by the server's account; reading is enough to lock it.
     let opened = match opened {
@@ -91,6 +98,32 @@ pub fn acquire(db: &Path, holder: Holder) -> Result<DbLock, String> {
         writeln!(file, "{} {}", std::process::id(), holder.as_str())
     });
     Ok(DbLock { _file: file })
+}
+
+/// A lock file that root creates (a `sudo whitebeat restore` or `import-django`) would be
+/// root's, and with mode 0600 the service's account could no longer open it. So when root
+/// creates it beside an existing database, it goes to the database's owner, as SQLite does
+/// with the `-wal` and `-shm` files it creates as root. Best effort: a failure only means
+/// the service account may have to be given the file by hand, as before.
+fn give_to_database_owner(file: &File, db: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let Ok(meta) = std::fs::metadata(db) else {
+            return;
+        };
+        if meta.uid() != 0 {
+            // SAFETY: fchown on a descriptor we own; no memory is involved.
+            unsafe { libc::fchown(file.as_raw_fd(), meta.uid(), meta.gid()) };
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (file, db);
 }
 
 /// "a server is running on this database (pid 4242)" and the like, from the lock file text.
@@ -155,6 +188,20 @@ mod tests {
         let err = acquire(&db, Holder::Server).unwrap_err();
         assert!(err.starts_with("a restore is in progress"), "{err}");
         drop(second);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_lock_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("x.sqlite3");
+        let _lock = acquire(&db, Holder::Server).unwrap();
+        let mode = std::fs::metadata(lock_path(&db))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     }
 
     #[test]

@@ -64,8 +64,15 @@ pub fn create(ctx: &Ctx, req: &Request) -> Result<Response> {
     let (Some(username), Some(password)) = (body.username, body.password) else {
         return Err(Error::bad_request("Username and password are required"));
     };
-    let (user_id, username, email) =
-        register(ctx, &username, &password, body.email, body.is_admin, None)?;
+    let (user_id, username, email) = register(
+        ctx,
+        &username,
+        &password,
+        body.email,
+        body.is_admin,
+        None,
+        None,
+    )?;
     Response::json(
         201,
         &json!({

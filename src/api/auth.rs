@@ -1,13 +1,15 @@
 //! Accounts and sessions: sign-up, login, logout, and Admin-group membership.
 
 use crate::app::{check_identity_field, Ctx};
-use crate::auth::{self, Identity, PasswordHasher, SESSION_COOKIE};
+use crate::auth::{self, Identity, LoginKey, PasswordHasher, SESSION_COOKIE};
 use crate::config::SignupMode;
-use crate::db::{self, users::AdminChange, users::CreateUserError, users::NewUser};
+use crate::db::users::NewUser;
+use crate::db::{self, users::AdminChange, users::CreateUserError, users::NameClash};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use serde::Deserialize;
 use serde_json::json;
+use std::net::IpAddr;
 
 #[derive(Deserialize)]
 struct SignupBody {
@@ -49,9 +51,23 @@ fn invite_refused() -> Error {
     Error::forbidden("This invite code is not valid: it may be used up, expired or revoked")
 }
 
+/// The `400` for a name that is taken: the original's message for the exact name; for a
+/// look-alike the same words first (clients that compare the start keep working), then why.
+fn username_taken(clash: NameClash) -> Error {
+    Error::bad_request(match clash {
+        NameClash::Exact => "Username already exists",
+        NameClash::LooksAlike => {
+            "Username already exists in a form that looks the same (names that differ only \
+             in case, letter width or look-alike letters count as one)"
+        }
+    })
+}
+
 /// Validates and creates an account (sign-up and the admin page's "create account"):
-/// `400` for a missing or invalid field or a taken username or email, `403` when the invite
-/// is no longer usable. Returns the id, the trimmed username and the email used.
+/// `400` for a missing or invalid field or a taken username (exactly or by a look-alike)
+/// or email, `403` when the invite is no longer usable. With `signup_from`, the sign-up
+/// limit of that address is counted just before the password is hashed (see `signup`).
+/// Returns the id, the trimmed username and the email used.
 pub fn register(
     ctx: &Ctx,
     username: &str,
@@ -59,11 +75,15 @@ pub fn register(
     email: Option<String>,
     is_admin: bool,
     invite_code: Option<&str>,
+    signup_from: Option<IpAddr>,
 ) -> Result<(i64, String, String)> {
     let (username, email) = auth::new_account_fields(username, password, email.as_deref())?;
     // Cheap check first so a taken name does not cost an Argon2 hash.
-    if db::users::find_id(ctx.db, &username)?.is_some() {
-        return Err(Error::bad_request("Username already exists"));
+    if let Some(clash) = db::users::name_clash(ctx.db, &username)? {
+        return Err(username_taken(clash));
+    }
+    if let Some(ip) = signup_from {
+        ctx.app.signup_limit.check(&ip)?;
     }
     let hash = ctx.app.hasher.hash(password)?;
     let new = NewUser {
@@ -76,7 +96,8 @@ pub fn register(
         now: db::now_us(),
     };
     let user_id = db::users::create(ctx.db, &new).map_err(|e| match e {
-        CreateUserError::UsernameTaken => Error::bad_request("Username already exists"),
+        CreateUserError::UsernameTaken => username_taken(NameClash::Exact),
+        CreateUserError::UsernameLooksAlike => username_taken(NameClash::LooksAlike),
         CreateUserError::EmailTaken => Error::bad_request("Email already exists"),
         CreateUserError::InviteInvalid => invite_refused(),
         CreateUserError::Db(e) => e.into(),
@@ -87,7 +108,16 @@ pub fn register(
 /// # `POST /api/signup/`
 /// Creates an ordinary user. `403` when the sign-up mode refuses it (closed, or no valid
 /// invite code on an invite-only server); `400` for a missing or invalid field or a taken
-/// username or email. The email defaults to `<username>@whitebeat.com` as in the original.
+/// username (or a look-alike of one) or email; `429` with `Retry-After` beyond
+/// `--signups-per-hour` from one address. The email defaults to `<username>@whitebeat.com`
+/// as in the original.
+///
+/// What counts against the address's limit: every sign-up that gets as far as hashing its
+/// password, whether or not it then succeeds. Those refused earlier (closed server, bad
+/// invite, invalid or taken fields) cost a few cheap checks and write nothing, so they are
+/// not counted; a person correcting a typo keeps their allowance, and a flood of them is
+/// no heavier than any other stream of small requests. A flood that does reach the hash,
+/// the costly part and the one that fills the database, is what the limit stops.
 pub fn signup(ctx: &Ctx, req: &Request) -> Result<Response> {
     let body: SignupBody = req.json()?;
     let invite_code = admission(ctx, body.invite_code)?;
@@ -101,6 +131,7 @@ pub fn signup(ctx: &Ctx, req: &Request) -> Result<Response> {
         body.email,
         false,
         invite_code.as_deref(),
+        Some(req.client_ip),
     )?;
     Response::json(
         201,
@@ -123,7 +154,10 @@ struct LoginBody {
 
 /// The active user these credentials belong to, or `None`, counted by the login throttle
 /// (`429` while the account or the address is over its limit). One password verification
-/// whether or not the user exists.
+/// whether or not the user exists. The throttle counts an existing account by its id, so
+/// only that account's own successful login forgives its failures (not the success of
+/// another account whose name differs only in case); an unknown name is counted by name,
+/// so guesses at it are throttled the same way.
 fn check_credentials(
     ctx: &Ctx,
     req: &Request,
@@ -131,19 +165,20 @@ fn check_credentials(
     password: &str,
 ) -> Result<Option<db::users::User>> {
     let throttle = &ctx.app.throttle;
-    throttle.check(username, req.client_ip)?;
     let user = db::users::find_by_username(ctx.db, username)?;
+    let account = LoginKey::for_login(user.as_ref().map(|u| u.id), username);
+    throttle.check(&account, req.client_ip)?;
     let password_ok = ctx
         .app
         .hasher
         .verify(user.as_ref().map(|u| u.password_hash.as_str()), password);
     match user {
         Some(u) if password_ok && u.is_active => {
-            throttle.record_success(username, req.client_ip);
+            throttle.record_success(&account);
             Ok(Some(u))
         }
         _ => {
-            throttle.record_failure(username, req.client_ip);
+            throttle.record_failure(&account, req.client_ip);
             Ok(None)
         }
     }
@@ -330,16 +365,19 @@ fn change_admin(ctx: &Ctx, req: &Request, make: bool) -> Result<Response> {
         ));
     }
     let message = if make {
-        format!("{target} is now an admin")
+        format!("{} is now an admin", user.username)
     } else {
-        format!("{target} is no longer an admin")
+        format!("{} is no longer an admin", user.username)
     };
+    // The original view's fields (`success, message, username, is_admin_group, groups`),
+    // plus `is_admin` as login and verify-admin have it.
     Response::json(
         200,
         &json!({
             "success": true,
             "message": message,
-            "username": target,
+            "username": user.username,
+            "is_admin_group": make,
             "is_admin": make,
             "groups": groups(make),
         }),

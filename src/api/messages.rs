@@ -133,8 +133,10 @@ pub fn conversations(ctx: &Ctx, req: &Request) -> Result<Response> {
 
 /// # `GET /api/messages/?other_username=&limit=&before_id=`
 /// A page of your conversation with `other_username` (alias `contact_username`), oldest
-/// first, creating the conversation if there is none. Marks what you received as read in
-/// the same transaction; the page shows `is_read` as it was before.
+/// first, creating the conversation if there is none (as the original did). An empty
+/// conversation is listed in `conversations/` for you, who opened it, and for the other
+/// member only from its first message on. Marks what you received as read in the same
+/// transaction; the page shows `is_read` as it was before.
 pub fn messages(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = ctx.require_user(req)?;
     check_identity_field(&me, req.query("username"))?;
@@ -156,15 +158,7 @@ pub fn messages(ctx: &Ctx, req: &Request) -> Result<Response> {
     }
     let other_id = db::users::find_id(ctx.db, other_name)?
         .ok_or_else(|| Error::not_found("User not found"))?;
-    let conversation_id = match db::chat::conversation_between(ctx.db, me.user_id, other_id)? {
-        Some(id) => id,
-        None => {
-            let tx = db::write_tx(ctx.db)?;
-            let id = db::chat::get_or_create_conversation(&tx, me.user_id, other_id, db::now_us())?;
-            tx.commit()?;
-            id
-        }
-    };
+    let conversation_id = db::chat::open_conversation(ctx.db, me.user_id, other_id, db::now_us())?;
     let read = db::chat::read_page_and_mark(ctx.db, conversation_id, me.user_id, before_id, limit);
     let (rows, has_more, marked, up_to) = match read.map_err(Error::from) {
         Ok(done) => done,
@@ -198,6 +192,8 @@ pub fn messages(ctx: &Ctx, req: &Request) -> Result<Response> {
 #[derive(Deserialize)]
 struct SendBody {
     sender: Option<String>,
+    /// Not in the original's send body, but clients send it; checked like `sender`.
+    username: Option<String>,
     receiver: Option<String>,
     contact_username: Option<String>,
     content: Option<String>,
@@ -205,11 +201,14 @@ struct SendBody {
 
 /// # `POST /api/send-message/`
 /// Sends `content` (trimmed, 1–10,000 characters) to `receiver` (alias `contact_username`).
-/// The `201` is written only after the message is committed.
+/// `sender` and `username`, when given, must name you (`403`). At most
+/// `--sends-per-minute` sends per user (`429` with `Retry-After`). The `201` is written only
+/// after the message is committed.
 pub fn send_message(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = ctx.require_user(req)?;
     let body: SendBody = req.json()?;
     check_identity_field(&me, body.sender.as_deref())?;
+    check_identity_field(&me, body.username.as_deref())?;
     let receiver = body
         .receiver
         .or(body.contact_username)
@@ -230,6 +229,10 @@ pub fn send_message(ctx: &Ctx, req: &Request) -> Result<Response> {
     let receiver_user = db::users::find_by_username(ctx.db, &receiver)?
         .filter(|u| u.is_active)
         .ok_or_else(|| Error::not_found("User not found"))?;
+    // Counted only for a send that would be stored: a refused one (bad content, unknown
+    // receiver) writes nothing and costs no more than any other small request, and a
+    // client's mistakes should not use up its allowance.
+    ctx.app.send_limit.check(&me.user_id)?;
     // The worker is done here: the writer stores the message with whatever other sends are
     // waiting, and the answer is written on this connection after the commit.
     let (sender_id, sender) = (me.user_id, me.username);

@@ -1,5 +1,9 @@
 //! Conversations and messages: the hot paths of the product. Every query here is served by
 //! an index (see schema.sql); none scans the messages table.
+//!
+//! A conversation without messages is listed only for the members who opened it (the
+//! `user1_opened`/`user2_opened` flags of migration 3): reading someone's conversation
+//! creates it, as in the original, but must not put you in their list before you write.
 
 use rusqlite::{named_params, Connection, OptionalExtension, Row};
 
@@ -50,8 +54,9 @@ pub fn conversation_between(conn: &Connection, a: i64, b: i64) -> rusqlite::Resu
         .optional()
 }
 
-/// Returns the conversation of the pair, creating it if there is none. Call inside a write
-/// transaction when the creation must be atomic with what follows.
+/// Returns the conversation of the pair, creating it if there is none; a new one is marked
+/// opened by `a` (the member whose request made it). Call inside a write transaction when
+/// the creation must be atomic with what follows.
 pub fn get_or_create_conversation(
     conn: &Connection,
     a: i64,
@@ -63,11 +68,50 @@ pub fn get_or_create_conversation(
     }
     let (u1, u2) = ordered(a, b);
     conn.prepare_cached(
-        "INSERT INTO conversations (user1_id, user2_id, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?3) ON CONFLICT (user1_id, user2_id) DO NOTHING",
+        "INSERT INTO conversations (user1_id, user2_id, created_at, updated_at,
+                                    user1_opened, user2_opened)
+         VALUES (:u1, :u2, :now, :now, :u1 = :a, :u2 = :a)
+         ON CONFLICT (user1_id, user2_id) DO NOTHING",
     )?
-    .execute([u1, u2, now])?;
+    .execute(named_params! {":u1": u1, ":u2": u2, ":now": now, ":a": a})?;
     conversation_between(conn, a, b).map(|id| id.expect("conversation exists after insert"))
+}
+
+/// The conversation `me` opens with `other` (`GET messages/`): created if there is none, as
+/// the original did, and from then on listed for `me` even while it is empty; never for
+/// `other` until its first message. Read-only when the conversation is already listed for
+/// `me` (the usual case); otherwise one short write.
+pub fn open_conversation(
+    conn: &Connection,
+    me: i64,
+    other: i64,
+    now: i64,
+) -> rusqlite::Result<i64> {
+    let (u1, u2) = ordered(me, other);
+    let listed: Option<(i64, bool)> = conn
+        .prepare_cached(
+            "SELECT id, last_message_id IS NOT NULL
+                        OR (user1_id = :me AND user1_opened) OR (user2_id = :me AND user2_opened)
+               FROM conversations WHERE user1_id = :u1 AND user2_id = :u2",
+        )?
+        .query_row(named_params! {":me": me, ":u1": u1, ":u2": u2}, |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    if let Some((id, true)) = listed {
+        return Ok(id);
+    }
+    let tx = super::write_tx(conn)?;
+    let id = get_or_create_conversation(&tx, me, other, now)?;
+    tx.prepare_cached(
+        "UPDATE conversations
+            SET user1_opened = user1_opened OR user1_id = :me,
+                user2_opened = user2_opened OR user2_id = :me
+          WHERE id = :id",
+    )?
+    .execute(named_params! {":id": id, ":me": me})?;
+    tx.commit()?;
+    Ok(id)
 }
 
 /// The two members of a conversation, if it exists.
@@ -263,15 +307,19 @@ pub struct ConversationRow {
 }
 
 /// Every conversation of a user, newest first, with the other user, the last message and
-/// the unread count, in one query whatever their number.
+/// the unread count, in one query whatever their number. An empty conversation is there
+/// only if this user opened it.
 pub fn conversations_for(conn: &Connection, me: i64) -> rusqlite::Result<Vec<ConversationRow>> {
     let mut stmt = conn.prepare_cached(
         "WITH mine AS (
              SELECT id, user2_id AS other_id, updated_at, last_message_id
-               FROM conversations WHERE user1_id = :me
+               FROM conversations
+              WHERE user1_id = :me AND (last_message_id IS NOT NULL OR user1_opened)
              UNION ALL
              SELECT id, user1_id, updated_at, last_message_id
-               FROM conversations WHERE user2_id = :me AND user1_id != :me
+               FROM conversations
+              WHERE user2_id = :me AND user1_id != :me
+                AND (last_message_id IS NOT NULL OR user2_opened)
          ),
          unread AS (
              SELECT conversation_id, COUNT(*) AS n FROM messages
@@ -304,11 +352,15 @@ pub fn conversations_for(conn: &Connection, me: i64) -> rusqlite::Result<Vec<Con
     rows.collect()
 }
 
-/// The users who share a conversation with `user_id` (for presence fan-out).
+/// The users with a conversation with `user_id` in their list, who are told of `user_id`'s
+/// presence: a member of an empty conversation that only the other member opened is not
+/// (it is not in their list).
 pub fn contacts_of(conn: &Connection, user_id: i64) -> rusqlite::Result<Vec<i64>> {
     let mut stmt = conn.prepare_cached(
         "SELECT user2_id FROM conversations WHERE user1_id = ?1 AND user2_id != ?1
-         UNION SELECT user1_id FROM conversations WHERE user2_id = ?1 AND user1_id != ?1",
+            AND (last_message_id IS NOT NULL OR user2_opened)
+         UNION SELECT user1_id FROM conversations WHERE user2_id = ?1 AND user1_id != ?1
+            AND (last_message_id IS NOT NULL OR user1_opened)",
     )?;
     let rows = stmt.query_map([user_id], |r| r.get(0))?;
     rows.collect()

@@ -30,16 +30,19 @@ pub struct ImportedUser<'a> {
     pub date_joined: i64,
 }
 
+/// Inserts a user with its look-alike key. Names that look alike are imported all the same
+/// (the original allowed them); the caller reports them.
 pub fn insert_user(conn: &Connection, u: &ImportedUser) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO users (id, username, email, password_hash, first_name, last_name,
-                            is_active, is_admin, is_superuser, last_activity, message_count,
-                            date_joined)
-         VALUES (:id, :username, :email, :hash, :first, :last, :active, :admin, :superuser,
-                 :activity, :count, :joined)",
+        "INSERT INTO users (id, username, name_key, email, password_hash, first_name,
+                            last_name, is_active, is_admin, is_superuser, last_activity,
+                            message_count, date_joined)
+         VALUES (:id, :username, :key, :email, :hash, :first, :last, :active, :admin,
+                 :superuser, :activity, :count, :joined)",
     )?
     .execute(named_params! {
-        ":id": u.id, ":username": u.username, ":email": u.email, ":hash": u.password_hash,
+        ":id": u.id, ":username": u.username, ":key": crate::auth::name_key(u.username),
+        ":email": u.email, ":hash": u.password_hash,
         ":first": u.first_name, ":last": u.last_name, ":active": u.is_active,
         ":admin": u.is_admin, ":superuser": u.is_superuser, ":activity": u.last_activity,
         ":count": u.message_count, ":joined": u.date_joined,
@@ -61,7 +64,9 @@ pub fn set_message_count(conn: &Connection, id: i64, count: i64) -> rusqlite::Re
 }
 
 /// Inserts a conversation of the ordered pair `user1 <= user2`, with the given id or (when
-/// `None`) the next free one; returns its id.
+/// `None`) the next free one; returns its id. Neither member is marked as having opened it
+/// (the original did not record who did): one left without messages is listed for neither
+/// until one of them opens it, as for conversations from before schema version 3.
 pub fn insert_conversation(
     conn: &Connection,
     id: Option<i64>,

@@ -1,4 +1,5 @@
-//! The store: opening the SQLite file with every pragma in one place, migrations by
+//! The store: opening the SQLite file with every pragma in one place (and owner-only file
+//! permissions, since it holds every password hash and message), migrations by
 //! `PRAGMA user_version`, and (in the submodules) every SQL statement of the product as
 //! free functions on `&Connection`. Nothing outside `db/` writes SQL.
 
@@ -18,17 +19,53 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+/// One schema version: its SQL, and what must be computed in Rust after it (in the same
+/// transaction) when SQL alone cannot fill what it adds.
+struct Migration {
+    sql: &'static str,
+    then: Option<fn(&Connection) -> rusqlite::Result<()>>,
+}
+
 /// The migrations, in order; migration `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[
-    include_str!("../../schema.sql"),
-    include_str!("../../migrations/002_invites.sql"),
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        sql: include_str!("../../schema.sql"),
+        then: None,
+    },
+    Migration {
+        sql: include_str!("../../migrations/002_invites.sql"),
+        then: None,
+    },
+    Migration {
+        sql: include_str!("../../migrations/003_lookalikes_and_openers.sql"),
+        then: Some(fill_name_keys),
+    },
 ];
+
+/// Version 3: the look-alike key of every existing username. Accounts that already look
+/// alike (`admin` and `Admin`, made before this rule) all keep working and log in by their
+/// exact names; no new account can take a name like theirs. The operator is told who they
+/// are, once, here.
+fn fill_name_keys(conn: &Connection) -> rusqlite::Result<()> {
+    users::fill_name_keys(conn)?;
+    for names in users::look_alike_groups(conn)? {
+        log::warn!(
+            "these accounts have names that look alike ({}); they keep working and log in \
+             by their exact names, and no new account can take a name like theirs; consider \
+             deactivating an impostor",
+            names.join(", ")
+        );
+    }
+    Ok(())
+}
 
 /// The schema version this binary writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// Opens (creating if needed) the database with the pragmas every connection needs.
+/// Opens (creating if needed) the database with the pragmas every connection needs. A new
+/// database file is created readable and writable by its owner only, whatever the umask.
 pub fn open(path: &Path, sync: SyncMode) -> Result<Connection, String> {
+    create_private(path).map_err(|e| format!("cannot create database {}: {e}", path.display()))?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -36,6 +73,64 @@ pub fn open(path: &Path, sync: SyncMode) -> Result<Connection, String> {
         .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
     configure(&conn, sync).map_err(|e| format!("cannot use database {}: {e}", path.display()))?;
     Ok(conn)
+}
+
+/// Creates `path` as an empty file with mode 0600 unless it exists. SQLite creates the
+/// `-wal`, `-shm` and `-journal` files with the mode of the database file, so they follow;
+/// left to SQLite, the database would get 0644 under the usual umask 022, and every local
+/// account could read the password hashes and messages. An empty file is an empty database
+/// to SQLite.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A database made by an older version (or by hand) may be readable by every local account.
+/// Takes the permissions of others away from it and from its `-wal` and `-shm`, keeping the
+/// owner's and the group's (an operator may have given a group read access on purpose), and
+/// says so. Runs once per process, after a successful migration (a
+/// database this binary refuses is left as it is); a failure (not the owner) is only
+/// logged.
+fn make_private(path: &Path) {
+    #[cfg(unix)]
+    for file in [
+        path.to_path_buf(),
+        with_suffix(path, "-wal"),
+        with_suffix(path, "-shm"),
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        if !meta.is_file() || mode & 0o007 == 0 {
+            continue;
+        }
+        let private = mode & !0o007;
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(private)) {
+            Ok(()) => log::warn!(
+                "{} was readable by every local account (mode {mode:04o}); now {private:04o}",
+                file.display()
+            ),
+            Err(e) => log::warn!(
+                "{} is readable by every local account (mode {mode:04o}) and could not be \
+                 changed ({e}); run chmod o= on it",
+                file.display()
+            ),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 fn configure(conn: &Connection, sync: SyncMode) -> rusqlite::Result<()> {
@@ -77,12 +172,18 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, String> {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(err)?;
     check_not_newer(version)?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        tx.execute_batch(sql).map_err(err)?;
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(migration.sql).map_err(err)?;
+        if let Some(then) = migration.then {
+            then(&tx).map_err(err)?;
+        }
         tx.pragma_update(None, "user_version", i as i64 + 1)
             .map_err(err)?;
     }
     tx.commit().map_err(err)?;
+    if let Some(path) = conn.path().filter(|p| !p.is_empty()) {
+        make_private(Path::new(path));
+    }
     Ok(SCHEMA_VERSION)
 }
 

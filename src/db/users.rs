@@ -1,4 +1,6 @@
-//! Accounts: the users table with the original's profile fields and Admin-group flag.
+//! Accounts: the users table with the original's profile fields and Admin-group flag, and
+//! the look-alike key (`name_key`, see `auth::name_key`) that keeps a new username from
+//! imitating an existing one.
 
 use rusqlite::{named_params, Connection, OptionalExtension, Row};
 
@@ -53,7 +55,10 @@ pub struct NewUser<'a> {
 
 #[derive(Debug)]
 pub enum CreateUserError {
+    /// An account has exactly this name.
     UsernameTaken,
+    /// An account has a name that looks the same (the same look-alike key).
+    UsernameLooksAlike,
     EmailTaken,
     /// The invite code is unknown, revoked, expired or used up.
     InviteInvalid,
@@ -66,12 +71,17 @@ impl From<rusqlite::Error> for CreateUserError {
     }
 }
 
-/// Inserts a user; the uniqueness checks, the use of the invite and the insert share one
-/// write transaction, so a refused sign-up leaves nothing behind.
+/// Inserts a user; the uniqueness checks (the exact name, the look-alike key, the email),
+/// the use of the invite and the insert share one write transaction, so a refused sign-up
+/// leaves nothing behind and two look-alike sign-ups racing each other cannot both win.
 pub fn create(conn: &Connection, u: &NewUser) -> Result<i64, CreateUserError> {
+    let key = crate::auth::name_key(u.username);
     let tx = super::write_tx(conn)?;
-    if find_id(&tx, u.username)?.is_some() {
-        return Err(CreateUserError::UsernameTaken);
+    fill_name_keys(&tx)?;
+    match name_clash_key(&tx, u.username, &key)? {
+        Some(NameClash::Exact) => return Err(CreateUserError::UsernameTaken),
+        Some(NameClash::LooksAlike) => return Err(CreateUserError::UsernameLooksAlike),
+        None => {}
     }
     let email_taken: bool = tx
         .prepare_cached("SELECT EXISTS(SELECT 1 FROM users WHERE email = ?1)")?
@@ -86,12 +96,12 @@ pub fn create(conn: &Connection, u: &NewUser) -> Result<i64, CreateUserError> {
         None => None,
     };
     tx.prepare_cached(
-        "INSERT INTO users (username, email, password_hash, is_admin, is_superuser,
+        "INSERT INTO users (username, name_key, email, password_hash, is_admin, is_superuser,
                             last_activity, date_joined, invite_id)
-         VALUES (:username, :email, :hash, :admin, :superuser, :now, :now, :invite)",
+         VALUES (:username, :key, :email, :hash, :admin, :superuser, :now, :now, :invite)",
     )?
     .execute(named_params! {
-        ":username": u.username, ":email": u.email, ":hash": u.password_hash,
+        ":username": u.username, ":key": key, ":email": u.email, ":hash": u.password_hash,
         ":admin": u.is_admin, ":superuser": u.is_superuser, ":now": u.now,
         ":invite": invite_id,
     })?;
@@ -99,6 +109,80 @@ pub fn create(conn: &Connection, u: &NewUser) -> Result<i64, CreateUserError> {
     super::stats::bump_daily(&tx, u.now, "signups", 1)?;
     tx.commit()?;
     Ok(id)
+}
+
+/// Why a new account cannot have a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameClash {
+    /// An account has exactly this name.
+    Exact,
+    /// An account has a name that looks the same (the same `auth::name_key`).
+    LooksAlike,
+}
+
+/// Whether a new account could not be called `username`, and why. Answers from the keys
+/// stored; the authoritative check is the one `create` repeats inside its write
+/// transaction.
+pub fn name_clash(conn: &Connection, username: &str) -> rusqlite::Result<Option<NameClash>> {
+    name_clash_key(conn, username, &crate::auth::name_key(username))
+}
+
+fn name_clash_key(
+    conn: &Connection,
+    username: &str,
+    key: &str,
+) -> rusqlite::Result<Option<NameClash>> {
+    let (exact, alike): (bool, bool) = conn
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM users WHERE username = ?1),
+                    EXISTS(SELECT 1 FROM users WHERE name_key = ?2)",
+        )?
+        .query_row([username, key], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(if exact {
+        Some(NameClash::Exact)
+    } else if alike {
+        Some(NameClash::LooksAlike)
+    } else {
+        None
+    })
+}
+
+/// Computes the look-alike key of every row that has none: all rows when migration 3 adds
+/// the column, afterwards only rows written by hand (SQL has no Unicode skeleton, so only
+/// this code can fill it). Cheap when there is nothing to do: the lookup uses the index.
+/// Returns how many rows it filled.
+pub fn fill_name_keys(conn: &Connection) -> rusqlite::Result<usize> {
+    let missing: Vec<(i64, String)> = conn
+        .prepare_cached("SELECT id, username FROM users WHERE name_key IS NULL")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut set = conn.prepare_cached("UPDATE users SET name_key = ?2 WHERE id = ?1")?;
+    for (id, username) in &missing {
+        set.execute(rusqlite::params![id, crate::auth::name_key(username)])?;
+    }
+    Ok(missing.len())
+}
+
+/// Groups of existing accounts whose names look alike (one look-alike key), each group's
+/// names sorted by id. Such accounts can only predate the rule (or come from an import);
+/// they all keep working and log in by their exact names.
+pub fn look_alike_groups(conn: &Connection) -> rusqlite::Result<Vec<Vec<String>>> {
+    let mut stmt = conn.prepare(
+        "SELECT name_key, username FROM users
+          WHERE name_key IN (SELECT name_key FROM users WHERE name_key IS NOT NULL
+                              GROUP BY name_key HAVING COUNT(*) > 1)
+          ORDER BY name_key, id",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for row in rows {
+        let (key, name) = row?;
+        match groups.last_mut() {
+            Some((k, names)) if *k == key => names.push(name),
+            _ => groups.push((key, vec![name])),
+        }
+    }
+    Ok(groups.into_iter().map(|(_, names)| names).collect())
 }
 
 pub fn find_by_username(conn: &Connection, username: &str) -> rusqlite::Result<Option<User>> {
