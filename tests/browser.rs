@@ -1,8 +1,9 @@
 //! The embedded web UI: how it is served (size, headers, content types, caching, no path
 //! escapes), and what people do with it in a real headless Chromium driven over WebDriver:
 //! two users chatting live, older pages, the phone layout, the admin page, invites and
-//! account administration, and the "server unreachable" banner. Browser tests skip loudly
-//! where no browser is installed, and fail there when `CI` is set.
+//! account administration, the "server unreachable" banner, and a page on another origin
+//! using the API with credentials (CORS: a listed origin logs in, another is refused).
+//! Browser tests skip loudly where no browser is installed, and fail there when `CI` is set.
 
 mod common;
 mod webdriver;
@@ -950,4 +951,164 @@ fn banner_while_server_unreachable_then_recovers() {
     assert_eq!(s.send(&gina, "hank", "are you back?").status, 201);
     wait_text(&b, r#".conv[data-user="gina"] .badge"#, "1", WAIT);
     no_page_errors(&b, "hank");
+}
+
+// ---------------------------------------------------------------------------------------
+// Cross-origin use of the API
+// ---------------------------------------------------------------------------------------
+
+/// A page on an origin of its own: a tiny HTTP server on another port of 127.0.0.1 that
+/// answers every request with `html`. Stops when dropped.
+struct OtherOrigin {
+    origin: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OtherOrigin {
+    fn serve(html: &'static str) -> OtherOrigin {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            for sock in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut sock) = sock else { continue };
+                let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && sock.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let _ = write!(
+                    sock,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+                     Content-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{html}",
+                    html.len()
+                );
+            }
+        });
+        OtherOrigin {
+            origin,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for OtherOrigin {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accept loop so it sees the flag.
+        let _ = std::net::TcpStream::connect(self.origin.trim_start_matches("http://"));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Logs in to the API named by `?api=` with credentials, as a web app on another origin
+/// does, then lists the conversations with the session cookie and with the bearer token.
+/// The JSON (HTTP statuses, or the error a refused `fetch` rejects with) goes into `#out`.
+const CROSS_ORIGIN_PAGE: &str = r#"<!doctype html>
+<title>another origin</title>
+<pre id="out"></pre>
+<script>
+(async () => {
+  const q = new URLSearchParams(location.search);
+  const api = q.get('api');
+  const out = {};
+  try {
+    const login = await fetch(api + '/api/login/', {
+      method: 'POST',
+      credentials: 'include',
+      headers: {'Content-Type': 'application/json'},
+      body: JSON.stringify({username: q.get('username'), password: q.get('password')}),
+    });
+    out.login = login.status;
+    const token = (await login.json()).token;
+    const byCookie = await fetch(api + '/api/conversations/', {credentials: 'include'});
+    out.cookie = byCookie.status;
+    out.conversations = (await byCookie.json()).conversations.map(c => c.other_user.username);
+    const byToken = await fetch(api + '/api/conversations/', {
+      headers: {'Authorization': 'Bearer ' + token},
+    });
+    out.bearer = byToken.status;
+  } catch (e) {
+    out.error = String(e);
+  }
+  document.getElementById('out').textContent = JSON.stringify(out);
+})();
+</script>
+"#;
+
+/// Opens the page of `page` and returns what its script reported.
+fn cross_origin_outcome(b: &Browser, page: &OtherOrigin, api: &str, user: &str) -> Value {
+    let url = format!(
+        "{}/?api={api}&username={user}&password=password123",
+        page.origin
+    );
+    b.goto(&url);
+    let mut out = Value::Null;
+    b.wait_until(WAIT, "the page's report", || {
+        out = text(b, "#out")
+            .filter(|t| !t.is_empty())
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null);
+        !out.is_null()
+    });
+    out
+}
+
+#[test]
+fn a_listed_origin_logs_in_across_origins_and_another_is_refused() {
+    if !webdriver::browser_available() {
+        return;
+    }
+    let _one = one_at_a_time();
+    let allowed = OtherOrigin::serve(CROSS_ORIGIN_PAGE);
+    let refused = OtherOrigin::serve(CROSS_ORIGIN_PAGE);
+    let listed = allowed.origin.clone();
+    let s = common::start_with(|c| c.cors_origins = vec![listed]);
+    let alice = s.user("alice");
+    s.user("bob");
+    assert_eq!(s.send(&alice, "bob", "hi").status, 201);
+    let b = Browser::launch(800, 600);
+
+    // The preflights of the login (a JSON body) and of the bearer token's request, and the
+    // credentialed answers, all pass the browser's CORS checks: each carries
+    // Access-Control-Allow-Origin once (a second copy makes the browser refuse it).
+    let out = cross_origin_outcome(&b, &allowed, &s.base, "bob");
+    let logs = b.severe_logs();
+    assert_eq!(
+        out,
+        json!({"login": 200, "cookie": 200, "conversations": ["alice"], "bearer": 200}),
+        "from {}: console {logs:#?}",
+        allowed.origin
+    );
+
+    // An origin not in the list: the preflight answers without CORS headers, so the
+    // browser never sends the login and the fetch rejects.
+    let out = cross_origin_outcome(&b, &refused, &s.base, "alice");
+    assert!(
+        out["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Failed to fetch")),
+        "from {}: {out}",
+        refused.origin
+    );
+    assert!(out.get("login").is_none(), "{out}");
+    let root = s.admin("root");
+    let stats = s.get("/api/admin/stats/", Some(&root));
+    let alice_logins = stats.body["recent_logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["endpoint"] == "/api/login" && l["user"] == "alice")
+        .count();
+    assert_eq!(alice_logins, 1, "only s.user's own login: {}", stats.text);
 }
