@@ -101,6 +101,8 @@ pub struct Config {
     pub public_url: Option<PublicUrl>,
     /// Request-log rows older than this many days are deleted.
     pub log_retention_days: u32,
+    /// The request log keeps at most this many rows; the oldest beyond are deleted.
+    pub log_max_rows: u64,
     /// Serve the web UI from this directory instead of the embedded one.
     pub ui_dir: Option<PathBuf>,
     /// A connection that has not sent a whole request in this time is closed.
@@ -192,6 +194,7 @@ impl Config {
             trusted_proxies: TrustedProxies::default(),
             public_url: None,
             log_retention_days: 30,
+            log_max_rows: crate::reqlog::MAX_ROWS,
             ui_dir: None,
             request_timeout: Duration::from_secs(10),
             max_connections: 4096,

@@ -199,6 +199,10 @@ struct ServeArgs {
     /// Delete request-log entries older than this many days.
     #[arg(long, env = "WHITEBEAT_LOG_RETENTION_DAYS", default_value_t = 30)]
     log_retention_days: u32,
+    /// The request log keeps at most this many rows (about 250 bytes each); the oldest
+    /// beyond are deleted.
+    #[arg(long, env = "WHITEBEAT_LOG_MAX_ROWS", default_value_t = whitebeat::reqlog::MAX_ROWS)]
+    log_max_rows: u64,
     /// Serve the web UI from this directory instead of the embedded one.
     #[arg(long, env = "WHITEBEAT_UI_DIR")]
     ui_dir: Option<PathBuf>,
@@ -470,6 +474,7 @@ fn serve(db: &std::path::Path, sync: SyncMode, argon2: Argon2Cost, a: ServeArgs)
         );
     }
     config.log_retention_days = a.log_retention_days;
+    config.log_max_rows = a.log_max_rows;
     config.ui_dir = a.ui_dir;
     config.login_attempts = a.login_attempts;
     config.max_streams = a.max_streams;

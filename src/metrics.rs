@@ -180,6 +180,12 @@ impl Metrics {
             "Request-log entries dropped because the log writer was behind.",
             now.request_log_dropped,
         );
+        counter(
+            &mut out,
+            "whitebeat_request_log_throttled_total",
+            "Request-log entries not stored because their client was over its per-minute bound.",
+            now.request_log_throttled,
+        );
         let start = self
             .started_at
             .duration_since(UNIX_EPOCH)
@@ -278,6 +284,7 @@ pub struct Gauges {
     pub database_bytes: Option<u64>,
     pub users: Option<i64>,
     pub request_log_dropped: u64,
+    pub request_log_throttled: u64,
 }
 
 /// The database file plus its write-ahead log, which holds recent commits until a
@@ -326,6 +333,7 @@ pub fn scrape(ctx: &Ctx, req: &Request, peer: IpAddr) -> Response {
         database_bytes: database_bytes(&app.config.db_path),
         users,
         request_log_dropped: app.log.dropped(),
+        request_log_throttled: app.log.throttled(),
     };
     Response::new(200)
         .with_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
@@ -374,9 +382,11 @@ mod tests {
             database_bytes: Some(4096),
             users: Some(7),
             request_log_dropped: 0,
+            request_log_throttled: 5,
         });
         let has = |line: &str| assert!(text.lines().any(|l| l == line), "{line}\n{text}");
         has(r#"whitebeat_http_requests_total{route="/api/login",method="POST",status="200"} 2"#);
+        has("whitebeat_request_log_throttled_total 5");
         has(r#"whitebeat_http_requests_total{route="/api/login",method="POST",status="other"} 1"#);
         let b = "whitebeat_http_request_duration_seconds";
         has(&format!(r#"{b}_bucket{{route="/api/login",le="0.001"}} 1"#));

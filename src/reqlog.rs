@@ -101,7 +101,11 @@ impl LogSender {
 /// Starts the writer thread with the default `Limits`. It exits, after a last flush, once
 /// every `LogSender` is gone.
 pub fn start(config: &Config, hub: Arc<Hub>) -> Result<(LogSender, JoinHandle<()>), String> {
-    start_with(config, hub, Limits::default())
+    let limits = Limits {
+        max_rows: config.log_max_rows.max(1),
+        ..Limits::default()
+    };
+    start_with(config, hub, limits)
 }
 
 /// Starts the writer thread with the given bounds.
