@@ -86,6 +86,236 @@ fn a_version_1_database_with_data_migrates_and_keeps_its_rows() {
     assert_ok(&run(whitebeat(&db).args(["invite", "create"])));
 }
 
+/// The columns of every table of a database, for comparing layouts.
+fn layout(conn: &rusqlite::Connection) -> Vec<(String, Vec<String>)> {
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    tables
+        .into_iter()
+        .map(|t| {
+            let columns = conn
+                .prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
+                .unwrap()
+                .query_map([&t], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            (t, columns)
+        })
+        .collect()
+}
+
+/// What every original endpoint (and the admin ones) answers to each user, minus what
+/// moves by itself between two calls (the request log's figures). `reads` are the
+/// conversations read, as (reader, other): reading opens a conversation, so only those that
+/// exist are read.
+fn answers(
+    s: &common::TestServer,
+    tokens: &[(&str, &str)],
+    reads: &[(&str, &str)],
+) -> Vec<(String, serde_json::Value)> {
+    let token = |name: &str| tokens.iter().find(|(n, _)| *n == name).unwrap().1;
+    let mut out = Vec::new();
+    let mut get = |label: &str, path: &str, token: Option<&str>| {
+        let r = s.get(path, token);
+        assert!(r.status < 500, "{path}: {}", r.text);
+        out.push((format!("{label} {path} {}", r.status), r.body));
+    };
+    get("anyone", "/api/health/", None);
+    get("anyone", "/api/signup/", None);
+    for (name, t) in tokens {
+        get(name, "/api/users/", Some(t));
+        get(name, "/api/users/?search=a&limit=2", Some(t));
+        get(name, "/api/conversations/", Some(t));
+    }
+    for (reader, other) in reads {
+        let t = Some(token(reader));
+        get(reader, &format!("/api/messages/?other_username={other}"), t);
+        get(
+            reader,
+            &format!("/api/messages/?other_username={other}&limit=1"),
+            t,
+        );
+    }
+    let root = token("root");
+    get("root", "/api/admin/users/", Some(root));
+    get("root", "/api/admin/invites/", Some(root));
+    for (name, token) in tokens {
+        let r = s.post("/api/verify-admin/", Some(*token), serde_json::json!({}));
+        out.push((format!("{name} verify-admin {}", r.status), r.body));
+    }
+    let mut stats = s.get("/api/admin/stats/", Some(root)).body;
+    for moving in ["api_calls_today", "api_usage", "recent_logs"] {
+        stats.as_object_mut().unwrap().remove(moving);
+    }
+    out.push(("root admin/stats".into(), stats));
+    out
+}
+
+/// Login answers without the new token.
+fn logins(s: &common::TestServer, names: &[&str]) -> Vec<(u16, serde_json::Value)> {
+    names
+        .iter()
+        .map(|name| {
+            let mut r = s.login(name, "password123");
+            if let Some(body) = r.body.as_object_mut() {
+                body.remove("token");
+            }
+            (r.status, r.body)
+        })
+        .collect()
+}
+
+/// A version-2 database full of data (made by the API, then given exactly version 2's
+/// layout) migrates, and every original endpoint answers as it did. The one deliberate
+/// difference: an empty conversation from before version 3 (nobody knows who opened it) is
+/// listed for neither member until one of them opens it again, which brings it back as it
+/// was.
+#[test]
+fn a_version_2_database_full_of_data_migrates_and_answers_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v2.sqlite3");
+    assert_ok(&createsuperuser(
+        &db,
+        "root",
+        "root@example.com",
+        "password123",
+    ));
+    let s = server_on(&db);
+    let root = s.login("root", "password123").body["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let alice = s.user("alice");
+    let bob = s.user("bob");
+    let carol = s.user("carol");
+    let dave = s.user("dave");
+    s.user("erin");
+    for (from, to, text) in [
+        (&alice, "bob", "hello bob"),
+        (&bob, "alice", "hi alice"),
+        (&alice, "bob", "how are you?"),
+        (&carol, "alice", "from carol"),
+        (&alice, "alice", "a note to self"),
+        (&root, "carol", "welcome"),
+    ] {
+        assert_eq!(s.send(from, to, text).status, 201);
+    }
+    // Read state, an admin, an invite, a deactivated user, and alice's empty conversation
+    // with dave.
+    assert_eq!(
+        s.get("/api/messages/?other_username=alice", Some(&bob))
+            .status,
+        200
+    );
+    let r = s.post(
+        "/api/make-admin/",
+        Some(&root),
+        serde_json::json!({"target_username": "carol"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = s.post(
+        "/api/admin/invites/",
+        Some(&root),
+        serde_json::json!({"note": "for the choir", "max_uses": 3}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = s.post(
+        "/api/admin/deactivate/",
+        Some(&root),
+        serde_json::json!({"username": "erin"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let empty = s.get("/api/messages/?other_username=dave", Some(&alice));
+    let empty_id = empty.body["conversation_id"].as_i64().unwrap();
+
+    let names = ["root", "alice", "bob", "carol", "dave", "erin"];
+    let tokens = [
+        ("root", root.as_str()),
+        ("alice", alice.as_str()),
+        ("bob", bob.as_str()),
+        ("carol", carol.as_str()),
+        ("dave", dave.as_str()),
+    ];
+    let reads = [
+        ("alice", "bob"),
+        ("bob", "alice"),
+        ("alice", "carol"),
+        ("carol", "alice"),
+        ("alice", "alice"),
+        ("root", "carol"),
+        ("carol", "root"),
+        ("alice", "dave"),
+    ];
+    let before_logins = logins(&s, &names);
+    answers(&s, &tokens, &reads); // the first reads mark messages read
+    let before = answers(&s, &tokens, &reads);
+    let mut s = s;
+    s.stop();
+    drop(s);
+
+    // Version 2's layout exactly: what version 3 added, taken away.
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "DROP INDEX users_name_key;
+             ALTER TABLE users DROP COLUMN name_key;
+             ALTER TABLE conversations DROP COLUMN user1_opened;
+             ALTER TABLE conversations DROP COLUMN user2_opened;
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        let v2 = rusqlite::Connection::open_in_memory().unwrap();
+        v2.execute_batch(include_str!("../schema.sql")).unwrap();
+        v2.execute_batch(include_str!("../migrations/002_invites.sql"))
+            .unwrap();
+        assert_eq!(layout(&conn), layout(&v2));
+    }
+    let o = run(whitebeat(&db).arg("migrate"));
+    assert_ok(&o);
+    assert_eq!(stderr(&o), "", "nothing to warn about");
+
+    let s = server_on(&db);
+    let after = answers(&s, &tokens, &reads[..7]);
+    // The empty conversation is listed for nobody now...
+    let mut expected = before.clone();
+    // (alice's read of it would open it: left out until then.)
+    expected.retain(|(label, _)| !label.starts_with("alice /api/messages/?other_username=dave"));
+    for (label, body) in expected.iter_mut() {
+        if label.starts_with("alice /api/conversations/") {
+            let list = body["conversations"].as_array_mut().unwrap();
+            list.retain(|c| c["id"] != empty_id);
+            body["count"] = list.len().into();
+        }
+    }
+    assert_ne!(expected, before, "alice's list had the empty conversation");
+    for ((label, want), (got_label, got)) in expected.iter().zip(&after) {
+        assert_eq!(label, got_label);
+        assert_eq!(want, got, "{label}");
+    }
+    assert_eq!(expected.len(), after.len());
+    // ...until alice opens it again (the same conversation): then all is as before.
+    let again = s.get("/api/messages/?other_username=dave", Some(&alice));
+    assert_eq!(again.body["conversation_id"], empty_id);
+    assert_eq!(answers(&s, &tokens, &reads), before);
+    assert_eq!(logins(&s, &names), before_logins);
+    // And it keeps working: a send, a read mark, a new account, a look-alike refused.
+    assert_eq!(s.send(&dave, "alice", "hello at last").status, 201);
+    let r = s.post(
+        "/api/mark-as-read/",
+        Some(&alice),
+        serde_json::json!({"conversation_id": empty_id}),
+    );
+    assert_eq!(r.body["marked_read"], 1, "{}", r.text);
+    assert_eq!(s.signup("frank").status, 201);
+    assert_eq!(s.signup("Alice").status, 400);
+}
+
 #[test]
 fn migrate_twice_succeeds() {
     let dir = tempfile::tempdir().unwrap();

@@ -77,17 +77,24 @@ impl From<rusqlite::Error> for CreateUserError {
 pub fn create(conn: &Connection, u: &NewUser) -> Result<i64, CreateUserError> {
     let key = crate::auth::name_key(u.username);
     let tx = super::write_tx(conn)?;
-    fill_name_keys(&tx)?;
-    match name_clash_key(&tx, u.username, &key)? {
-        Some(NameClash::Exact) => return Err(CreateUserError::UsernameTaken),
-        Some(NameClash::LooksAlike) => return Err(CreateUserError::UsernameLooksAlike),
-        None => {}
-    }
-    let email_taken: bool = tx
-        .prepare_cached("SELECT EXISTS(SELECT 1 FROM users WHERE email = ?1)")?
-        .query_row([u.email], |r| r.get(0))?;
-    if email_taken {
-        return Err(CreateUserError::EmailTaken);
+    let filled = fill_name_keys(&tx)?;
+    let refused = match name_clash_key(&tx, u.username, &key)? {
+        Some(NameClash::Exact) => Some(CreateUserError::UsernameTaken),
+        Some(NameClash::LooksAlike) => Some(CreateUserError::UsernameLooksAlike),
+        None => {
+            let email_taken: bool = tx
+                .prepare_cached("SELECT EXISTS(SELECT 1 FROM users WHERE email = ?1)")?
+                .query_row([u.email], |r| r.get(0))?;
+            email_taken.then_some(CreateUserError::EmailTaken)
+        }
+    };
+    if let Some(refused) = refused {
+        // Nothing of the sign-up is written; keys just computed for rows that lacked one
+        // are kept, so they are not computed again.
+        if filled > 0 {
+            tx.commit()?;
+        }
+        return Err(refused);
     }
     let invite_id = match u.invite_code {
         Some(code) => {
