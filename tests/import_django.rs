@@ -472,6 +472,70 @@ INSERT INTO api_message (id, conversation_id, sender_id, receiver_id, content, t
     assert_eq!(times, (1_714_557_601_500_000, 1_714_557_601_500_000));
 }
 
+/// The original let `alice` and `Alice` (and a Cyrillic `аlice`) both in: all are imported,
+/// each logs in by its exact name, the import names them, and no new account can take a
+/// name like theirs. An empty conversation (nobody knows who opened it) is listed for
+/// neither member until one of them opens it.
+#[test]
+fn look_alike_usernames_are_imported_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = django_db(
+        dir.path(),
+        &[
+            DJANGO_AUTH,
+            DJANGO_PROFILE,
+            DJANGO_CONVERSATION,
+            DJANGO_MESSAGE,
+            r#"
+INSERT INTO auth_user (id, password, last_login, is_superuser, username, last_name, email,
+                       is_staff, is_active, date_joined, first_name) VALUES
+ (1, 'ALICE', NULL, 0, 'alice', '', 'alice@example.com', 0, 1, '2024-01-05 09:00:00', ''),
+ (2, 'ALICE', NULL, 0, 'Alice', '', 'impostor@example.com', 0, 1, '2024-01-06 09:00:00', ''),
+ (3, 'ALICE', NULL, 0, 'аlice', '', 'cyrillic@example.com', 0, 1, '2024-01-07 09:00:00', ''),
+ (4, 'BOB', NULL, 0, 'bob', '', 'bob@example.com', 0, 1, '2024-01-08 09:00:00', '');
+INSERT INTO api_conversation (id, created_at, updated_at, user1_id, user2_id) VALUES
+ (1, '2024-03-01 12:00:00', '2024-03-01 12:00:00', 2, 4);
+"#,
+        ],
+    );
+    let db = dir.path().join("wb.sqlite3");
+    let out = import(&db, &source);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("4 users"), "{}", stdout(&out));
+    let warnings = stderr(&out);
+    assert!(
+        warnings.contains("usernames that look alike")
+            && warnings.contains("alice and Alice and аlice"),
+        "{warnings}"
+    );
+    assert!(!warnings.contains("bob and"), "{warnings}");
+
+    let db2 = db.clone();
+    let s = common::start_with(move |c| c.db_path = db2);
+    for name in ["alice", "Alice", "аlice"] {
+        let body = login_token(&s, name, "alice-old-pass");
+        assert_eq!(body["username"], name);
+    }
+    for name in ["ALICE", "ａｌｉｃｅ"] {
+        let r = s.signup(name);
+        assert_eq!(r.status, 400, "{name}: {}", r.text);
+        assert!(r.body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Username already exists"));
+    }
+    // The empty conversation of Alice and bob: in nobody's list, until bob opens it.
+    let bob = login_token(&s, "bob", "bob-old-password")["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(s.get("/api/conversations/", Some(&bob)).body["count"], 0);
+    let page = s.get("/api/messages/?other_username=Alice", Some(&bob));
+    assert_eq!(page.body["conversation_id"], 1);
+    let list = s.get("/api/conversations/", Some(&bob)).body;
+    assert_eq!(conversation_with(&list, "Alice")["id"], 1);
+}
+
 #[test]
 fn a_database_with_users_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
