@@ -616,6 +616,28 @@ fn slow_readers_of_big_pages_hold_no_worker() {
             c
         })
         .collect();
+    // And one that does read, but 2 KB every 100 ms (20 KB/s: a minute for the page), until
+    // past the deadline, then as fast as it can: the deadline is on the whole response, not on
+    // each write, so the page is cut short.
+    let dribbler = {
+        let mut c = non_reading_client(addr);
+        c.write_all(page.as_bytes()).unwrap();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut got = 0;
+            let mut chunk = [0u8; 2048];
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            while started.elapsed() < RESPONSE_TIMEOUT + Duration::from_millis(1500) {
+                match c.read(&mut chunk) {
+                    Ok(0) | Err(_) => return (End::Closed, got),
+                    Ok(n) => got += n,
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let (rest, end) = read_until_closed_by(&mut c, Instant::now() + Duration::from_secs(5));
+            (end, got + rest.len())
+        })
+    };
 
     // Health checks are answered promptly, up to past the slow readers' response deadline.
     let until = slow_since + RESPONSE_TIMEOUT + Duration::from_millis(1500);
@@ -656,6 +678,18 @@ fn slow_readers_of_big_pages_hold_no_worker() {
             );
         }
     }
+    let (end, got) = dribbler.join().unwrap();
+    assert_eq!(
+        end,
+        End::Closed,
+        "a client reading its page at 20 KB/s, then fast, still connected ({got} bytes read)"
+    );
+    assert!(
+        got < 500_000,
+        "a client reading its page at 20 KB/s for {:?}, then fast, got {got} bytes of about \
+         1.1 MB: the response deadline ({RESPONSE_TIMEOUT:?}) did not cut it short",
+        RESPONSE_TIMEOUT + Duration::from_millis(1500)
+    );
 }
 
 // ---------------------------------------------------------------------------------------
