@@ -35,9 +35,13 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 const PEER_CHECK: Duration = Duration::from_secs(1);
 const QUEUE_PER_STREAM: usize = 128;
 const STREAM_STACK: usize = 64 * 1024;
-/// Messages a replaying stream reads from the database at a time, writes, then reads the
-/// next: at most this many (of at most 10,000 characters each) are in memory per stream.
+/// A replaying stream reads a page of messages from the database, writes it, then reads
+/// the next: a page is at most this many messages...
 const REPLAY_PAGE: i64 = 100;
+/// ...and ends after the message that brings its contents to this many bytes, so a stream
+/// holds about this much of the history at a time (plus one message of at most 10,000
+/// characters), however long the messages.
+const REPLAY_PAGE_BYTES: usize = 256 * 1024;
 /// The replay window: a client that missed more than this many events (message ids)...
 pub const REPLAY_WINDOW_EVENTS: i64 = 100_000;
 /// ...or whose first missed message is older than this, gets a `resync` event instead.
@@ -398,7 +402,7 @@ struct Replay {
     /// Set beyond the replay window: a `resync` event (with the newest id) and no replay.
     resync: Option<i64>,
     /// The first page, read by the request's worker (usually all there is).
-    first: Vec<MessageRow>,
+    first: Page,
     /// For the stream's own connection when there is more than one page.
     db_path: PathBuf,
     sync: SyncMode,
@@ -447,7 +451,7 @@ pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
     )?;
     // One page here (on failure `registration` gives the place back); the stream's thread
     // reads any further pages itself.
-    let first = db::chat::messages_for_user_after(ctx.db, me.user_id, after, REPLAY_PAGE)?;
+    let first = replay_page(ctx.db, me.user_id, after)?;
     let replay = Replay {
         user_id: me.user_id,
         after,
@@ -594,8 +598,7 @@ fn send_missed(
     let mut page = replay.first;
     let mut conn: Option<Connection> = None;
     loop {
-        let full = page.len() as i64 >= REPLAY_PAGE;
-        for m in &page {
+        for m in &page.messages {
             if !registration.is_open() {
                 return false;
             }
@@ -608,7 +611,7 @@ fn send_missed(
                 return false;
             }
         }
-        if !full {
+        if !page.more {
             return true;
         }
         if peer_fd.is_some_and(crate::http::peer_gone) {
@@ -624,7 +627,9 @@ fn send_missed(
                 }
             },
         };
-        page = match db::chat::messages_for_user_after(c, replay.user_id, *cursor, REPLAY_PAGE) {
+        // One page in memory at a time: this one goes before the next is read.
+        drop(std::mem::take(&mut page.messages));
+        page = match replay_page(c, replay.user_id, *cursor) {
             Ok(p) => p,
             Err(e) => {
                 log::warn!("event stream replay: {e}");
@@ -674,8 +679,7 @@ pub fn typing(ctx: &Ctx, req: &Request) -> Result<Response> {
     Ok(Response::new(204))
 }
 
-// TODO(move to db/): the two statements of a stream's replay, here while db/ is being
-// edited.
+// TODO(move to db/): the statements of a stream's replay, here while db/ is being edited.
 
 /// A stream's own connection for a long replay: read-only, with a small page cache.
 fn open_replay_db(path: &std::path::Path, sync: SyncMode) -> Result<Connection, String> {
@@ -684,6 +688,64 @@ fn open_replay_db(path: &std::path::Path, sync: SyncMode) -> Result<Connection, 
         .and_then(|()| conn.pragma_update(None, "query_only", true))
         .map_err(|e| format!("cannot set up a replay connection: {e}"))?;
     Ok(conn)
+}
+
+const REPLAY_PAGE_SQL: &str = "SELECT m.id, m.conversation_id, m.sender_id, s.username,
+        m.receiver_id, r.username, m.content, m.is_read, m.created_at
+   FROM messages m JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.receiver_id
+  WHERE m.id > :after AND +m.conversation_id IN (
+        SELECT id FROM conversations WHERE user1_id = :me OR user2_id = :me)
+  ORDER BY m.id LIMIT :limit";
+
+/// A page of a replay.
+#[derive(Default)]
+struct Page {
+    messages: Vec<MessageRow>,
+    /// Whether it stopped at a limit: there may be more after it.
+    more: bool,
+}
+
+// TODO(move to db/chat.rs): beside `messages_for_user_after`, with `MESSAGE_SELECT` and
+// `message_from_row`, which this repeats.
+/// The user's messages after `after_id`, in id order, at most `REPLAY_PAGE` of them and
+/// ending with the one that brings their contents to `REPLAY_PAGE_BYTES`.
+///
+/// It walks the messages by id (the `+` keeps SQLite off the conversation index), reading
+/// only as far as the page goes: `messages_for_user_after` searches each conversation
+/// through its index and sorts all of the user's later messages, contents included, in a
+/// temporary B-tree for every page (in memory: `temp_store = MEMORY`), whatever the
+/// limit. The walk covers the messages after `after_id` once over a whole replay, and the
+/// replay window bounds them.
+fn replay_page(conn: &Connection, user_id: i64, after_id: i64) -> rusqlite::Result<Page> {
+    let mut stmt = conn.prepare_cached(REPLAY_PAGE_SQL)?;
+    let mut rows = stmt.query(rusqlite::named_params! {
+        ":after": after_id,
+        ":me": user_id,
+        ":limit": REPLAY_PAGE,
+    })?;
+    let mut page = Page::default();
+    let mut bytes = 0;
+    while let Some(r) = rows.next()? {
+        let m = MessageRow {
+            id: r.get(0)?,
+            conversation_id: r.get(1)?,
+            sender_id: r.get(2)?,
+            sender: r.get(3)?,
+            receiver_id: r.get(4)?,
+            receiver: r.get(5)?,
+            content: r.get(6)?,
+            is_read: r.get(7)?,
+            created_at: r.get(8)?,
+        };
+        bytes += m.content.len();
+        page.messages.push(m);
+        if bytes >= REPLAY_PAGE_BYTES {
+            page.more = true;
+            return Ok(page);
+        }
+    }
+    page.more = page.messages.len() as i64 >= REPLAY_PAGE;
+    Ok(page)
 }
 
 // TODO(move to db/chat.rs)

@@ -42,6 +42,8 @@ pub struct Opts<'a> {
     pub last_event_id: Option<i64>,
     pub headers: Vec<(&'a str, &'a str)>,
     pub query: &'a str,
+    /// The path, when not `/api/events/` (an encoded spelling of it, say).
+    pub path: Option<&'a str>,
     /// Shrink the client's receive buffer (for a client that never reads).
     pub small_recv_buffer: bool,
 }
@@ -79,8 +81,9 @@ impl SseClient {
         };
         tcp.set_nodelay(true).unwrap();
         let mut req = format!(
-            "GET /api/events/{} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\
+            "GET {}{} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\
              Cache-Control: no-cache\r\n",
+            opts.path.unwrap_or("/api/events/"),
             opts.query
         );
         if let Some(t) = token {
@@ -178,6 +181,18 @@ impl SseClient {
             self.body =
                 serde_json::from_slice(&self.buf[..len.min(self.buf.len())]).unwrap_or(Value::Null);
         }
+    }
+
+    /// Whether the body so far (events not yet taken) contains `text` within `timeout`: for
+    /// the `: connected` comment the server writes first, which `next` skips.
+    pub fn wait_for_text(&mut self, text: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while find(&self.buf, text.as_bytes()).is_none() {
+            if !self.fill(deadline) {
+                return false;
+            }
+        }
+        true
     }
 
     /// The next event (comments and `retry:` skipped), or a timeout, or the end.
