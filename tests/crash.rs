@@ -40,6 +40,8 @@ impl Server {
             .arg(db)
             .args(["--argon2-memory-kib", "64", "--argon2-iterations", "1"])
             .args(["serve", "--bind", "127.0.0.1:0", "--login-attempts", "1000"])
+            // Four senders as fast as they can go: the per-user send limit is not under test.
+            .args(["--sends-per-minute", "0", "--signups-per-hour", "0"])
             .env("WHITEBEAT_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped());

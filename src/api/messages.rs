@@ -207,8 +207,6 @@ struct SendBody {
 pub fn send_message(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = ctx.require_user(req)?;
     let body: SendBody = req.json()?;
-    check_identity_field(&me, body.sender.as_deref())?;
-    check_identity_field(&me, body.username.as_deref())?;
     let receiver = body
         .receiver
         .or(body.contact_username)
@@ -216,6 +214,10 @@ pub fn send_message(ctx: &Ctx, req: &Request) -> Result<Response> {
     let (Some(receiver), Some(content)) = (receiver, body.content) else {
         return Err(Error::bad_request("receiver and content are required"));
     };
+    // A body that is not a send at all is a 400 whatever else it claims; one that is, but
+    // in someone else's name, is refused before anything is looked up.
+    check_identity_field(&me, body.sender.as_deref())?;
+    check_identity_field(&me, body.username.as_deref())?;
     let content = content.trim();
     let chars = content.chars().count();
     if chars == 0 {
