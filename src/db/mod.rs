@@ -98,9 +98,8 @@ fn create_private(path: &Path) -> std::io::Result<()> {
 /// A database made by an older version (or by hand) may be readable by every local account.
 /// Takes the permissions of others away from it and from its `-wal` and `-shm`, keeping the
 /// owner's and the group's (an operator may have given a group read access on purpose), and
-/// says so. Runs once per process, after a successful migration (a
-/// database this binary refuses is left as it is); a failure (not the owner) is only
-/// logged.
+/// says so. Runs once per process, after a successful migration (a database this binary
+/// refuses is left as it is); a failure (not the owner) is only logged.
 fn make_private(path: &Path) {
     #[cfg(unix)]
     for file in [
