@@ -755,3 +755,178 @@ fn first_message_time_after(conn: &Connection, after_id: i64) -> rusqlite::Resul
         .query_row([after_id], |r| r.get(0))
         .optional()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// A stream of `user` with session `token`, from `addr`, at most `cap` per address.
+    fn open(
+        hub: &Arc<Hub>,
+        user: i64,
+        token: u8,
+        addr: &str,
+        cap: usize,
+    ) -> Result<(Registration, Receiver<Event>)> {
+        hub.register(user, "u", vec![token], Vec::new(), ip(addr), cap)
+    }
+
+    #[test]
+    fn the_per_address_cap_refuses_with_429_and_registers_nothing() {
+        let hub = Arc::new(Hub::new(100, 100));
+        let a: Vec<_> = (1..=3)
+            .map(|u| open(&hub, u, 1, "192.0.2.1", 3).unwrap())
+            .collect();
+        let over = open(&hub, 4, 1, "192.0.2.1", 3).err().unwrap();
+        assert!(matches!(over, Error::TooManyRequests(s) if s == STREAMS_RETRY_AFTER));
+        assert_eq!(hub.open_streams(), 3);
+        assert!(!hub.is_connected(4));
+        // Another address, and no cap (0), are not limited.
+        let _b = open(&hub, 4, 1, "192.0.2.2", 3).unwrap();
+        let _c = open(&hub, 5, 1, "192.0.2.1", 0).unwrap();
+        assert_eq!(hub.open_streams_from(ip("192.0.2.1")), 4);
+        drop(a);
+        assert_eq!(hub.open_streams_from(ip("192.0.2.1")), 1);
+    }
+
+    #[test]
+    fn every_way_a_stream_ends_gives_its_place_back_once() {
+        let hub = Arc::new(Hub::new(100, 100));
+        let from = |hub: &Hub| hub.open_streams_from(ip("192.0.2.1"));
+        // Its thread ends.
+        let (r, _rx) = open(&hub, 1, 1, "192.0.2.1", 0).unwrap();
+        assert_eq!(from(&hub), 1);
+        drop(r);
+        assert_eq!(from(&hub), 0);
+        // Logout, then its thread ends: counted down once.
+        let (keep, _k) = open(&hub, 1, 1, "192.0.2.1", 0).unwrap();
+        let (r, _rx) = open(&hub, 1, 2, "192.0.2.1", 0).unwrap();
+        assert_eq!(from(&hub), 2);
+        hub.close_session(&[2]);
+        assert!(!r.is_open() && keep.is_open());
+        assert_eq!(from(&hub), 1);
+        drop(r);
+        assert_eq!(from(&hub), 1);
+        // Deactivation, expiry.
+        let (r2, _rx2) = open(&hub, 2, 3, "192.0.2.1", 0).unwrap();
+        let (r3, _rx3) = open(&hub, 3, 4, "192.0.2.1", 0).unwrap();
+        hub.close_user(2);
+        hub.retain_sessions(|h| h != [4]);
+        assert!(!r2.is_open() && !r3.is_open());
+        assert_eq!(from(&hub), 1);
+        // A reader too slow for its queue.
+        let (slow, _never_read) = open(&hub, 4, 5, "192.0.2.1", 0).unwrap();
+        for i in 0..=QUEUE_PER_STREAM as i64 {
+            hub.publish_read(1, 9, 4, i);
+        }
+        assert!(!slow.is_open());
+        assert_eq!(from(&hub), 1);
+        drop((r2, r3, slow));
+        assert_eq!(from(&hub), 1);
+        // Shutdown.
+        hub.close_all();
+        assert!(!keep.is_open());
+        assert_eq!((from(&hub), hub.open_streams()), (0, 0));
+        drop(keep);
+        assert_eq!((from(&hub), hub.open_streams()), (0, 0));
+    }
+
+    fn chat_db() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        db::migrate(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, username, email, password_hash, last_activity, date_joined)
+             VALUES (1, 'ann', 'ann@example.com', '', 0, 0),
+                    (2, 'ben', 'ben@example.com', '', 0, 0),
+                    (3, 'cat', 'cat@example.com', '', 0, 0);
+             INSERT INTO conversations (id, user1_id, user2_id, created_at, updated_at)
+             VALUES (1, 1, 2, 0, 0), (2, 2, 3, 0, 0);",
+        )
+        .unwrap();
+        conn
+    }
+
+    fn insert(conn: &Connection, conversation: i64, len: usize, created_at: i64) -> i64 {
+        let (from, to) = if conversation == 1 { (1, 2) } else { (2, 3) };
+        conn.execute(
+            "INSERT INTO messages (conversation_id, sender_id, receiver_id, content, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            rusqlite::params![conversation, from, to, "x".repeat(len), created_at],
+        )
+        .unwrap();
+        conn.last_insert_rowid()
+    }
+
+    #[test]
+    fn a_replay_page_walks_ids_and_sorts_nothing() {
+        let conn = chat_db();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {REPLAY_PAGE_SQL}"))
+            .unwrap()
+            .query_map(
+                rusqlite::named_params! {":after": 0, ":me": 1, ":limit": 1},
+                |r| r.get(3),
+            )
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("INTEGER PRIMARY KEY (rowid>?)"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    #[test]
+    fn replay_pages_end_at_their_byte_or_row_limit() {
+        let conn = chat_db();
+        let long: Vec<i64> = (0..40).map(|_| insert(&conn, 1, 10_000, 0)).collect();
+        let others = insert(&conn, 2, 10, 0); // ben and cat's: not ann's
+        let short: Vec<i64> = (0..150).map(|_| insert(&conn, 1, 10, 0)).collect();
+        let mut after = 0;
+        let mut pages = Vec::new();
+        loop {
+            let page = replay_page(&conn, 1, after).unwrap();
+            let ids: Vec<i64> = page.messages.iter().map(|m| m.id).collect();
+            after = *ids.last().unwrap_or(&after);
+            pages.push((ids, page.more));
+            if !page.more {
+                break;
+            }
+        }
+        let per_bytes = REPLAY_PAGE_BYTES.div_ceil(10_000);
+        assert_eq!(pages[0].0, long[..per_bytes]);
+        assert!(pages[0].1);
+        let all: Vec<i64> = pages.iter().flat_map(|(ids, _)| ids.clone()).collect();
+        let expected: Vec<i64> = long.iter().chain(&short).copied().collect();
+        assert_eq!(all, expected, "every one of hers once, in order");
+        assert!(!all.contains(&others));
+        // 27 long ones (256 KiB), then 13 long and 87 short (100 messages), then the rest.
+        let sizes: Vec<(usize, bool)> = pages.iter().map(|(ids, m)| (ids.len(), *m)).collect();
+        assert_eq!(sizes, [(per_bytes, true), (100, true), (63, false)]);
+    }
+
+    #[test]
+    fn the_replay_window() {
+        let conn = chat_db();
+        let day = 24 * 3600 * 1_000_000;
+        let now = db::now_us();
+        let old = insert(&conn, 1, 1, now - 8 * day);
+        let recent = insert(&conn, 1, 1, now - 6 * day);
+        let newest = recent;
+        assert!(!beyond_replay_window(&conn, recent, newest).unwrap());
+        assert!(!beyond_replay_window(&conn, old, newest).unwrap());
+        assert!(
+            beyond_replay_window(&conn, old - 1, newest).unwrap(),
+            "8 days"
+        );
+        assert!(beyond_replay_window(&conn, newest + 1, newest).unwrap());
+        // (Nothing is stored after `recent`: only the count of ids decides.)
+        let window = recent + REPLAY_WINDOW_EVENTS;
+        assert!(!beyond_replay_window(&conn, recent, window).unwrap());
+        assert!(beyond_replay_window(&conn, recent, window + 1).unwrap());
+        assert!(beyond_replay_window(&conn, 0, i64::MAX).unwrap());
+    }
+}

@@ -196,10 +196,13 @@ fn replaying_a_long_history_to_many_streams_holds_one_page_at_a_time() {
                 std::thread::sleep(Duration::from_millis(2));
             }
         });
-        let readers: Vec<_> = (0..STREAMS)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut c = open_after(0);
+        // All of them connect, then read (as the tabs of a browser reopening do): nothing
+        // is read until every stream has answered.
+        let clients: Vec<SseClient> = (0..STREAMS).map(|_| open_after(0)).collect();
+        let readers: Vec<_> = clients
+            .into_iter()
+            .map(|mut c| {
+                scope.spawn(move || {
                     let ids = read_long_messages(&mut c, NOTES);
                     (c, ids)
                 })
