@@ -14,11 +14,11 @@
 
 use crate::app::Ctx;
 use crate::config::SyncMode;
-use crate::db::{self, chat::MessageRow};
+use crate::db::{self, chat::MessageRow, chat::ReplayPage};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response, Taken};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::{hash_map::Entry, HashMap};
@@ -402,7 +402,7 @@ struct Replay {
     /// Set beyond the replay window: a `resync` event (with the newest id) and no replay.
     resync: Option<i64>,
     /// The first page, read by the request's worker (usually all there is).
-    first: Page,
+    first: ReplayPage,
     /// For the stream's own connection when there is more than one page.
     db_path: PathBuf,
     sync: SyncMode,
@@ -451,7 +451,7 @@ pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
     )?;
     // One page here (on failure `registration` gives the place back); the stream's thread
     // reads any further pages itself.
-    let first = replay_page(ctx.db, me.user_id, after)?;
+    let first = db::chat::replay_page(ctx.db, me.user_id, after, REPLAY_PAGE, REPLAY_PAGE_BYTES)?;
     let replay = Replay {
         user_id: me.user_id,
         after,
@@ -495,7 +495,7 @@ fn beyond_replay_window(conn: &Connection, last: i64, newest: i64) -> Result<boo
         return Ok(true);
     }
     let oldest_allowed = db::now_us() - REPLAY_WINDOW_AGE.as_micros() as i64;
-    Ok(first_message_time_after(conn, last)?.is_some_and(|t| t < oldest_allowed))
+    Ok(db::chat::first_message_time_after(conn, last)?.is_some_and(|t| t < oldest_allowed))
 }
 
 fn write_event(w: &mut dyn Write, id: i64, name: &str, data: &str) -> std::io::Result<()> {
@@ -619,7 +619,7 @@ fn send_missed(
         }
         let c = match conn {
             Some(ref c) => c,
-            None => match open_replay_db(&replay.db_path, replay.sync) {
+            None => match db::open_read_only(&replay.db_path, replay.sync, REPLAY_CACHE_KIB) {
                 Ok(c) => conn.insert(c),
                 Err(e) => {
                     log::warn!("event stream replay: {e}");
@@ -629,13 +629,15 @@ fn send_missed(
         };
         // One page in memory at a time: this one goes before the next is read.
         drop(std::mem::take(&mut page.messages));
-        page = match replay_page(c, replay.user_id, *cursor) {
-            Ok(p) => p,
-            Err(e) => {
-                log::warn!("event stream replay: {e}");
-                return false;
-            }
-        };
+        page =
+            match db::chat::replay_page(c, replay.user_id, *cursor, REPLAY_PAGE, REPLAY_PAGE_BYTES)
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    log::warn!("event stream replay: {e}");
+                    return false;
+                }
+            };
     }
 }
 
@@ -677,83 +679,6 @@ pub fn typing(ctx: &Ctx, req: &Request) -> Result<Response> {
             .publish_typing(conversation_id, me.user_id, &me.username, other);
     }
     Ok(Response::new(204))
-}
-
-// TODO(move to db/): the statements of a stream's replay, here while db/ is being edited.
-
-/// A stream's own connection for a long replay: read-only, with a small page cache.
-fn open_replay_db(path: &std::path::Path, sync: SyncMode) -> Result<Connection, String> {
-    let conn = db::open(path, sync)?;
-    db::set_cache_kib(&conn, REPLAY_CACHE_KIB)
-        .and_then(|()| conn.pragma_update(None, "query_only", true))
-        .map_err(|e| format!("cannot set up a replay connection: {e}"))?;
-    Ok(conn)
-}
-
-const REPLAY_PAGE_SQL: &str = "SELECT m.id, m.conversation_id, m.sender_id, s.username,
-        m.receiver_id, r.username, m.content, m.is_read, m.created_at
-   FROM messages m JOIN users s ON s.id = m.sender_id JOIN users r ON r.id = m.receiver_id
-  WHERE m.id > :after AND +m.conversation_id IN (
-        SELECT id FROM conversations WHERE user1_id = :me OR user2_id = :me)
-  ORDER BY m.id LIMIT :limit";
-
-/// A page of a replay.
-#[derive(Default)]
-struct Page {
-    messages: Vec<MessageRow>,
-    /// Whether it stopped at a limit: there may be more after it.
-    more: bool,
-}
-
-// TODO(move to db/chat.rs): beside `messages_for_user_after`, with `MESSAGE_SELECT` and
-// `message_from_row`, which this repeats.
-/// The user's messages after `after_id`, in id order, at most `REPLAY_PAGE` of them and
-/// ending with the one that brings their contents to `REPLAY_PAGE_BYTES`.
-///
-/// It walks the messages by id (the `+` keeps SQLite off the conversation index), reading
-/// only as far as the page goes: `messages_for_user_after` searches each conversation
-/// through its index and sorts all of the user's later messages, contents included, in a
-/// temporary B-tree for every page (in memory: `temp_store = MEMORY`), whatever the
-/// limit. The walk covers the messages after `after_id` once over a whole replay, and the
-/// replay window bounds them.
-fn replay_page(conn: &Connection, user_id: i64, after_id: i64) -> rusqlite::Result<Page> {
-    let mut stmt = conn.prepare_cached(REPLAY_PAGE_SQL)?;
-    let mut rows = stmt.query(rusqlite::named_params! {
-        ":after": after_id,
-        ":me": user_id,
-        ":limit": REPLAY_PAGE,
-    })?;
-    let mut page = Page::default();
-    let mut bytes = 0;
-    while let Some(r) = rows.next()? {
-        let m = MessageRow {
-            id: r.get(0)?,
-            conversation_id: r.get(1)?,
-            sender_id: r.get(2)?,
-            sender: r.get(3)?,
-            receiver_id: r.get(4)?,
-            receiver: r.get(5)?,
-            content: r.get(6)?,
-            is_read: r.get(7)?,
-            created_at: r.get(8)?,
-        };
-        bytes += m.content.len();
-        page.messages.push(m);
-        if bytes >= REPLAY_PAGE_BYTES {
-            page.more = true;
-            return Ok(page);
-        }
-    }
-    page.more = page.messages.len() as i64 >= REPLAY_PAGE;
-    Ok(page)
-}
-
-// TODO(move to db/chat.rs)
-/// When the first message after `after_id` was sent, if there is one.
-fn first_message_time_after(conn: &Connection, after_id: i64) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached("SELECT created_at FROM messages WHERE id > ?1 ORDER BY id LIMIT 1")?
-        .query_row([after_id], |r| r.get(0))
-        .optional()
 }
 
 #[cfg(test)]
@@ -865,7 +790,10 @@ mod tests {
     fn a_replay_page_walks_ids_and_sorts_nothing() {
         let conn = chat_db();
         let plan: Vec<String> = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {REPLAY_PAGE_SQL}"))
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                db::chat::replay_page_sql()
+            ))
             .unwrap()
             .query_map(
                 rusqlite::named_params! {":after": 0, ":me": 1, ":limit": 1},
@@ -888,7 +816,8 @@ mod tests {
         let mut after = 0;
         let mut pages = Vec::new();
         loop {
-            let page = replay_page(&conn, 1, after).unwrap();
+            let page =
+                db::chat::replay_page(&conn, 1, after, REPLAY_PAGE, REPLAY_PAGE_BYTES).unwrap();
             let ids: Vec<i64> = page.messages.iter().map(|m| m.id).collect();
             after = *ids.last().unwrap_or(&after);
             pages.push((ids, page.more));

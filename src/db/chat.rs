@@ -270,24 +270,62 @@ pub fn read_page_and_mark(
     Ok((rows, more, marked, max_id))
 }
 
-/// Messages to or from `user_id` with an id above `after_id`, oldest first (for replaying
-/// what a reconnecting event stream missed).
-pub fn messages_for_user_after(
+/// A page of an event stream's replay (see `replay_page`).
+#[derive(Default)]
+pub struct ReplayPage {
+    pub messages: Vec<MessageRow>,
+    /// Whether it stopped at a limit: there may be more after it.
+    pub more: bool,
+}
+
+/// The statement of `replay_page`: it walks the messages by id (the `+` keeps SQLite off the
+/// conversation index), reading only as far as the page goes. Searching each conversation
+/// through its index instead sorts all of the user's later messages, contents included, in
+/// a temporary B-tree for every page (in memory: `temp_store = MEMORY`), whatever the limit.
+pub fn replay_page_sql() -> String {
+    format!(
+        "{MESSAGE_SELECT} WHERE m.id > :after AND +m.conversation_id IN (
+             SELECT id FROM conversations WHERE user1_id = :me OR user2_id = :me)
+         ORDER BY m.id LIMIT :limit"
+    )
+}
+
+/// The user's messages after `after_id`, in id order: at most `max_rows`, ending with the
+/// one that brings their contents to `max_bytes`. Over a whole replay the walk covers the
+/// messages after the first `after_id` once, and the replay window bounds them.
+pub fn replay_page(
     conn: &Connection,
     user_id: i64,
     after_id: i64,
-    limit: i64,
-) -> rusqlite::Result<Vec<MessageRow>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "{MESSAGE_SELECT} WHERE m.id > :after AND m.conversation_id IN (
-             SELECT id FROM conversations WHERE user1_id = :me OR user2_id = :me)
-         ORDER BY m.id LIMIT :limit"
-    ))?;
-    let rows = stmt.query_map(
-        named_params! {":after": after_id, ":me": user_id, ":limit": limit},
-        message_from_row,
-    )?;
-    rows.collect()
+    max_rows: i64,
+    max_bytes: usize,
+) -> rusqlite::Result<ReplayPage> {
+    let mut stmt = conn.prepare_cached(&replay_page_sql())?;
+    let mut rows = stmt.query(named_params! {
+        ":after": after_id,
+        ":me": user_id,
+        ":limit": max_rows,
+    })?;
+    let mut page = ReplayPage::default();
+    let mut bytes = 0;
+    while let Some(r) = rows.next()? {
+        let m = message_from_row(r)?;
+        bytes += m.content.len();
+        page.messages.push(m);
+        if bytes >= max_bytes {
+            page.more = true;
+            return Ok(page);
+        }
+    }
+    page.more = page.messages.len() as i64 >= max_rows;
+    Ok(page)
+}
+
+/// When the first message after `after_id` was sent, if there is one.
+pub fn first_message_time_after(conn: &Connection, after_id: i64) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT created_at FROM messages WHERE id > ?1 ORDER BY id LIMIT 1")?
+        .query_row([after_id], |r| r.get(0))
+        .optional()
 }
 
 /// One row of `conversations/`.

@@ -236,6 +236,16 @@ impl<'a> Deref for WriteTx<'a> {
 
 /// Gives a connection a larger page cache (the message writer's, which touches index pages
 /// all over a large database); the others keep 2 MiB each, as there is one per worker.
+/// A read-only connection with a small page cache (an event stream's replay reads forward
+/// once; the workers' larger caches would only fill with pages read once).
+pub fn open_read_only(path: &Path, sync: SyncMode, cache_kib: u32) -> Result<Connection, String> {
+    let conn = open(path, sync)?;
+    set_cache_kib(&conn, cache_kib)
+        .and_then(|()| conn.pragma_update(None, "query_only", true))
+        .map_err(|e| format!("cannot set up a read-only connection: {e}"))?;
+    Ok(conn)
+}
+
 pub fn set_cache_kib(conn: &Connection, kib: u32) -> rusqlite::Result<()> {
     conn.execute_batch(&format!("PRAGMA cache_size = -{kib};"))
 }
