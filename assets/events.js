@@ -56,6 +56,12 @@ export class Live {
       this.delay = Math.min(this.delay * 2, MAX_BACKOFF_MS);
       this.retryTimer = setTimeout(() => this.connect(), wait);
     };
+    // Too far behind to replay what was missed: start from the newest id and reload.
+    es.addEventListener('resync', (ev) => {
+      if (this.es !== es) return;
+      if (ev.lastEventId) this.lastId = ev.lastEventId;
+      this.h.resync();
+    });
     for (const name of ['message', 'read', 'typing', 'presence']) {
       es.addEventListener(name, (ev) => {
         if (this.es !== es) return;
