@@ -126,6 +126,9 @@ pub struct Config {
     /// A response must be written to the client within this time, however slowly the client
     /// reads; after it the connection is closed.
     pub response_timeout: Duration,
+    /// Large responses (over 64 KiB) waiting for clients that read slowly may hold this many
+    /// bytes in all; past it a new one is answered `503` instead.
+    pub max_unsent_bytes: usize,
     /// Accounts one client address may create per hour (0: no limit).
     pub signups_per_hour: u32,
     /// Messages one user may send per minute (0: no limit); a burst of that many is allowed.
@@ -206,6 +209,7 @@ impl Config {
             connections_per_address: 256,
             first_byte_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(30),
+            max_unsent_bytes: 64 * 1024 * 1024,
             signups_per_hour: 20,
             sends_per_minute: 120,
             signup: SignupMode::Open,

@@ -446,7 +446,7 @@ pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
         &me.username,
         me.token_hash.clone(),
         contacts,
-        req.client_ip,
+        crate::proxy::client_network(req.client_ip),
         config.streams_per_address,
     )?;
     // One page here (on failure `registration` gives the place back); the stream's thread

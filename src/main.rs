@@ -200,7 +200,7 @@ struct ServeArgs {
     #[arg(long, env = "WHITEBEAT_LOG_RETENTION_DAYS", default_value_t = 30)]
     log_retention_days: u32,
     /// The request log keeps at most this many rows (about 250 bytes each); the oldest
-    /// beyond are deleted.
+    /// beyond are deleted (0: no cap).
     #[arg(long, env = "WHITEBEAT_LOG_MAX_ROWS", default_value_t = whitebeat::reqlog::MAX_ROWS)]
     log_max_rows: u64,
     /// Serve the web UI from this directory instead of the embedded one.
@@ -227,6 +227,10 @@ struct ServeArgs {
     /// and closed. Trusted proxies' own addresses are exempt.
     #[arg(long, env = "WHITEBEAT_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
     connections_per_address: usize,
+    /// MiB that large responses (over 64 KiB) waiting for slowly reading clients may hold
+    /// in all; past it a new one is answered 503.
+    #[arg(long, env = "WHITEBEAT_MAX_UNSENT_MB", default_value_t = 64)]
+    max_unsent_mb: usize,
     /// Open event streams allowed per client address (0: no limit); more are answered 429.
     #[arg(long, env = "WHITEBEAT_STREAMS_PER_ADDRESS", default_value_t = 64)]
     streams_per_address: usize,
@@ -483,6 +487,7 @@ fn serve(db: &std::path::Path, sync: SyncMode, argon2: Argon2Cost, a: ServeArgs)
     config.first_byte_timeout = Duration::from_secs(a.first_byte_timeout.max(1));
     config.response_timeout = Duration::from_secs(a.response_timeout.max(1));
     config.connections_per_address = a.connections_per_address;
+    config.max_unsent_bytes = a.max_unsent_mb.max(1).saturating_mul(1024 * 1024);
     config.streams_per_address = a.streams_per_address;
     config.signups_per_hour = a.signups_per_hour;
     config.sends_per_minute = a.sends_per_minute;

@@ -85,6 +85,18 @@ fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
+/// Who counts as one client for the per-client limits: an IPv4 address, or an IPv6
+/// address's /64, the smallest network one subscriber is given (one host may take any
+/// address in it, so counting single addresses would count nothing).
+pub fn client_network(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(a) => IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(a) & !(u64::MAX as u128),
+        )),
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +198,14 @@ mod tests {
             client(&t, "10.0.0.1", &["garbage, 203.0.113.5"]),
             ip("203.0.113.5")
         );
+    }
+
+    #[test]
+    fn a_client_is_an_ipv4_address_or_an_ipv6_64() {
+        let n = |s: &str| client_network(s.parse().unwrap()).to_string();
+        assert_eq!(n("192.0.2.7"), "192.0.2.7");
+        assert_eq!(n("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(n("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(n("2001:db8:1:2::1"), n("2001:db8:1:2:ffff::9"));
     }
 }

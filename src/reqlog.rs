@@ -102,7 +102,7 @@ impl LogSender {
 /// every `LogSender` is gone.
 pub fn start(config: &Config, hub: Arc<Hub>) -> Result<(LogSender, JoinHandle<()>), String> {
     let limits = Limits {
-        max_rows: config.log_max_rows.max(1),
+        max_rows: config.log_max_rows,
         ..Limits::default()
     };
     start_with(config, hub, limits)

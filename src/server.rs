@@ -175,6 +175,7 @@ fn limits(config: &Config) -> tiny_http::Limits {
         max_headers: 100,
         max_header_bytes: 64 * 1024,
         prebuffer_body: config.body_limit,
+        max_unsent_bytes: config.max_unsent_bytes,
     }
 }
 

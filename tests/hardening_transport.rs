@@ -942,3 +942,168 @@ fn a_silent_connection_is_closed_after_the_first_byte_timeout_a_started_one_is_n
         "still open when the silent one was closed"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Found in review: other ways a client could hold a worker, a connection slot, or memory.
+
+/// Upstream tiny_http handed the raw socket to any request saying `Connection: upgrade`, so
+/// the worker reading its body read the client's socket with no deadline.
+#[test]
+fn an_upgrade_request_holds_no_worker() {
+    let s = common::start_with(|c| {
+        c.threads = 2;
+        c.request_timeout = Duration::from_secs(30);
+    });
+    let addr = s.addr();
+    let upgrade = "GET /api/health/ HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n\
+                   Upgrade: websocket\r\n\r\n";
+    let mut clients: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(upgrade.as_bytes()).unwrap();
+            c
+        })
+        .collect();
+    // They trickle on, as if sending a body.
+    for c in &mut clients {
+        let _ = c.write_all(b"x");
+    }
+    for round in 0..5 {
+        let took = health_within(addr, Duration::from_secs(5)).unwrap_or_else(|| {
+            panic!("health check {round} not answered within 5 s beside 4 upgrade requests")
+        });
+        assert!(took < Duration::from_secs(2), "health check took {took:?}");
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let r = read_reply(c, Instant::now() + Duration::from_secs(3))
+            .unwrap_or_else(|| panic!("upgrade request {i} not answered"));
+        assert_eq!(r.status, 200, "no upgrade: an ordinary answer");
+    }
+}
+
+/// A request line of HTTP/2.0 was answered with a second writer while the request held the
+/// first: the connection's thread waited for good and its connection slot was never freed.
+#[test]
+fn a_request_of_an_unsupported_version_frees_its_connection() {
+    let s = common::start_with(|c| c.connections_per_address = 3);
+    let addr = s.addr();
+    for i in 0..3 {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"GET / HTTP/2.0\r\n\r\n").unwrap();
+        let (bytes, end) = read_until_closed_by(&mut c, Instant::now() + Duration::from_secs(3));
+        assert_eq!(
+            end,
+            End::Closed,
+            "HTTP/2.0 request {i}: connection left open"
+        );
+        let replies = parse_replies(&bytes);
+        assert_eq!(replies.first().map(|r| r.status), Some(505), "request {i}");
+    }
+    // Their slots are free again: a fourth, fifth and sixth connection are served.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut served = 0;
+    while served < 3 {
+        let (_c, status) = open_and_check(addr);
+        match status {
+            Some(200) => served += 1,
+            other => assert!(
+                Instant::now() < deadline,
+                "connections after three HTTP/2.0 requests still refused: {other:?}"
+            ),
+        }
+    }
+}
+
+/// Workers no longer wait for slow readers, so without a bound the large responses waiting
+/// for them could fill the memory. Past `max_unsent_bytes` a large one is `503` instead.
+#[test]
+fn large_responses_waiting_for_slow_readers_are_bounded() {
+    let s = common::start_with(|c| {
+        c.sync = SyncMode::Normal;
+        c.response_timeout = Duration::from_secs(3);
+        c.max_unsent_bytes = 2_500_000;
+    });
+    let addr = s.addr();
+    let alice = s.user("alice");
+    let bob = s.user("bob");
+    // 500 messages of 500 four-byte characters: a page of about 1.1 MB.
+    let content = "\u{1F600}".repeat(500);
+    for _ in 0..500 {
+        assert_eq!(s.send(&alice, "bob", &content).status, 201);
+    }
+    let page = get_request(
+        "/api/messages/?other_username=alice&limit=500",
+        Some(&bob),
+        true,
+    );
+    // Two pages fit in the budget; the third and fourth are refused while those wait.
+    let mut slow: Vec<TcpStream> = Vec::new();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let mut c = non_reading_client(addr);
+        c.write_all(page.as_bytes()).unwrap();
+        // Each answer's head arrives (the receive buffer takes a little).
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 512];
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && Instant::now() < deadline {
+            c.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            if let Ok(n) = c.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+        let head = String::from_utf8_lossy(&buf).to_string();
+        statuses.push(head.split(' ').nth(1).unwrap_or("").to_string());
+        slow.push(c);
+    }
+    assert_eq!(statuses, ["200", "200", "503", "503"], "{statuses:?}");
+    // Small answers always go, and once the slow readers' deadline has passed, a page does.
+    assert!(health_within(addr, Duration::from_secs(2)).is_some());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(page.as_bytes()).unwrap();
+        let r = read_reply(&mut c, Instant::now() + Duration::from_secs(5)).expect("a page");
+        if r.status == 200 {
+            assert_eq!(r.json()["count"], 500);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {} after the deadline",
+            r.status
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// One IPv6 host may use any address of its /64: the per-client limits count the /64.
+#[test]
+fn an_ipv6_client_is_its_64() {
+    let s = common::start_with(|c| {
+        c.signups_per_hour = 2;
+        c.trusted_proxies = TrustedProxies::parse("127.0.0.1").unwrap();
+    });
+    let signup = |name: &str, from: &str| {
+        let body = json!({"username": name, "password": "a-good-password"}).to_string();
+        s.raw(
+            "POST",
+            "/api/signup/",
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Forwarded-For", from),
+            ],
+            body.as_bytes(),
+        )
+    };
+    assert_eq!(signup("v6a", "2001:db8:1:2::1").status, 201);
+    assert_eq!(signup("v6b", "2001:db8:1:2::2").status, 201);
+    let third = signup("v6c", "2001:db8:1:2:ffff:ffff:ffff:3");
+    assert_eq!(third.status, 429, "{}", third.text);
+    assert!(third.header("Retry-After").is_some());
+    assert_eq!(signup("v6d", "2001:db8:1:3::1").status, 201, "another /64");
+}

@@ -83,7 +83,9 @@ pub fn register(
         return Err(username_taken(clash));
     }
     if let Some(ip) = signup_from {
-        ctx.app.signup_limit.check(&ip)?;
+        ctx.app
+            .signup_limit
+            .check(&crate::proxy::client_network(ip))?;
     }
     let hash = ctx.app.hasher.hash(password)?;
     let new = NewUser {
@@ -167,7 +169,8 @@ fn check_credentials(
     let throttle = &ctx.app.throttle;
     let user = db::users::find_by_username(ctx.db, username)?;
     let account = LoginKey::for_login(user.as_ref().map(|u| u.id), username);
-    throttle.check(&account, req.client_ip)?;
+    let client = crate::proxy::client_network(req.client_ip);
+    throttle.check(&account, client)?;
     let password_ok = ctx
         .app
         .hasher
@@ -178,7 +181,7 @@ fn check_credentials(
             Ok(Some(u))
         }
         _ => {
-            throttle.record_failure(&account, req.client_ip);
+            throttle.record_failure(&account, client);
             Ok(None)
         }
     }

@@ -11,7 +11,8 @@ use crate::common::{HTTPVersion, Method};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::connection::Connection;
-use crate::limits::Limits;
+use crate::limits::{Limits, UnsentBudget};
+use std::sync::Arc;
 use crate::Request;
 use std::time::Instant;
 
@@ -50,6 +51,9 @@ pub struct ClientConnection {
 
     // Whether a first byte has arrived: until then the shorter `first_byte_timeout` applies.
     started: bool,
+
+    // Shared by every connection: the bytes of large responses not yet written.
+    unsent: Arc<UnsentBudget>,
 }
 
 /// Error that can happen when reading a request.
@@ -59,6 +63,8 @@ enum ReadError {
     WrongHeader(HTTPVersion),
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
+    /// a version above 1.1 (answered `505`, then the connection ends)
+    UnsupportedVersion,
     ReadIoError(IoError),
 }
 
@@ -68,6 +74,7 @@ impl ClientConnection {
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
         limits: Limits,
+        unsent: Arc<UnsentBudget>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -92,6 +99,7 @@ impl ClientConnection {
             raw_fd,
             control,
             started: false,
+            unsent,
         }
     }
 
@@ -212,6 +220,11 @@ impl ClientConnection {
                     line.as_str().trim(), // TODO: remove this conversion
                 )?
             };
+            // Refused before a request exists: upstream answered with a second writer while
+            // the request still held the first, and its thread waited for good.
+            if version > (1, 1) {
+                return Err(ReadError::UnsupportedVersion);
+            }
 
             // getting all headers
             let headers = {
@@ -342,6 +355,19 @@ impl Iterator for ClientConnection {
                     return None; // closing the connection
                 }
 
+                Err(ReadError::UnsupportedVersion) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::from_string(
+                        "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
+                    )
+                    .with_status_code(StatusCode(505))
+                    .with_connection_close();
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    return None;
+                }
+
                 Err(ReadError::ExpectationFailed(ver)) => {
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(417));
@@ -353,19 +379,6 @@ impl Iterator for ClientConnection {
 
                 Ok(rq) => rq,
             };
-
-            // checking HTTP version
-            if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
-            }
 
             // updating the status of the connection
             let connection_header = rq
@@ -391,6 +404,7 @@ impl Iterator for ClientConnection {
             // A response that ends the connection says so (added for White Beat).
             let mut rq = rq;
             rq.closes_connection = self.no_more_requests;
+            rq.unsent = Some(self.unsent.clone());
             #[cfg(unix)]
             {
                 rq.peer_fd = self.raw_fd;

@@ -115,7 +115,7 @@ pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
-pub use limits::{AddressFilter, Limits};
+pub use limits::{AddressFilter, Limits, SMALL_RESPONSE};
 
 mod client;
 mod common;
@@ -259,6 +259,7 @@ impl Server {
         let listener = listener.into();
         let open_connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let per_address = Arc::new(limits::PerAddress::default());
+        let unsent = limits::UnsentBudget::new(limits.max_unsent_bytes);
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 
@@ -357,7 +358,12 @@ impl Server {
                         };
 
                         Ok((
-                            ClientConnection::new(write_closable, read_closable, limits.clone()),
+                            ClientConnection::new(
+                                write_closable,
+                                read_closable,
+                                limits.clone(),
+                                unsent.clone(),
+                            ),
                             address_guard,
                         ))
                     }
@@ -499,8 +505,14 @@ fn serve_connection(
             }
         };
         match handback {
-            Handback::Write { bytes, keep_alive } => {
-                if client.write_response(&bytes).is_err() || !keep_alive {
+            Handback::Write {
+                bytes,
+                keep_alive,
+                reservation,
+            } => {
+                let written = client.write_response(&bytes);
+                drop((bytes, reservation));
+                if written.is_err() || !keep_alive {
                     return;
                 }
             }

@@ -42,6 +42,10 @@ pub struct Limits {
     /// Most header lines, and most header bytes in all.
     pub max_headers: usize,
     pub max_header_bytes: usize,
+    /// Responses over `SMALL_RESPONSE` bytes that are waiting to be written (to clients that
+    /// read slowly) hold at most this many bytes in all; past it a new one is replaced by a
+    /// `503`. Small responses always go, so an answer such as a send's `201` is never lost.
+    pub max_unsent_bytes: usize,
     /// Bodies with a `Content-Length` up to this are read on the connection's thread
     /// before the request is handed to a worker.
     pub prebuffer_body: usize,
@@ -73,6 +77,7 @@ impl Default for Limits {
             max_headers: 1024,
             max_header_bytes: 256 * 1024,
             prebuffer_body: 1024,
+            max_unsent_bytes: usize::MAX,
         }
     }
 }
@@ -128,7 +133,12 @@ pub(crate) struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
 
 impl PerAddress {
     /// Counts a connection from `ip` unless that address is at `max`.
+    /// An IPv6 peer counts by its /64: one host may take any address in it.
     pub(crate) fn admit(this: &Arc<PerAddress>, ip: IpAddr, max: usize) -> Option<AddressGuard> {
+        let ip = match ip {
+            IpAddr::V6(a) => IpAddr::V6((u128::from(a) & !(u64::MAX as u128)).into()),
+            v4 => v4,
+        };
         let mut map = this.0.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(ip).or_insert(0);
         if *n >= max {
@@ -162,4 +172,46 @@ pub(crate) fn is_transient_accept_error(e: &std::io::Error) -> bool {
         ConnectionAborted | ConnectionReset | Interrupted | WouldBlock | TimedOut
     ) || matches!(e.raw_os_error(), Some(23) | Some(24) | Some(105) | Some(12))
     // ENFILE, EMFILE, ENOBUFS, ENOMEM
+}
+
+/// Responses up to this size are always written, and not counted in `max_unsent_bytes`.
+pub const SMALL_RESPONSE: usize = 64 * 1024;
+
+/// The bytes of large responses handed to connection threads and not yet written.
+pub(crate) struct UnsentBudget {
+    held: AtomicUsize,
+    max: usize,
+}
+
+impl UnsentBudget {
+    pub(crate) fn new(max: usize) -> Arc<UnsentBudget> {
+        Arc::new(UnsentBudget {
+            held: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    /// Reserves `n` bytes, unless that would pass the budget.
+    pub(crate) fn reserve(this: &Arc<UnsentBudget>, n: usize) -> Option<Reservation> {
+        let mut held = this.held.load(Ordering::SeqCst);
+        loop {
+            let after = held.checked_add(n).filter(|&a| a <= this.max)?;
+            match this
+                .held
+                .compare_exchange(held, after, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return Some(Reservation(this.clone(), n)),
+                Err(now) => held = now,
+            }
+        }
+    }
+}
+
+/// Bytes of one unsent response, given back when it is written or abandoned.
+pub(crate) struct Reservation(Arc<UnsentBudget>, usize);
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(self.1, Ordering::SeqCst);
+    }
 }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
+use crate::limits::{Reservation, UnsentBudget, SMALL_RESPONSE};
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
 use chunked_transfer::Decoder;
@@ -85,6 +86,9 @@ pub struct Request {
     /// This is the last request of its connection: its response carries `Connection: close`.
     pub(crate) closes_connection: bool,
 
+    /// Where large unsent responses are counted (see `Limits::max_unsent_bytes`).
+    pub(crate) unsent: Option<Arc<UnsentBudget>>,
+
     /// The socket's descriptor (see `peer_fd`).
     #[cfg(unix)]
     pub(crate) peer_fd: Option<std::os::unix::io::RawFd>,
@@ -96,7 +100,12 @@ pub struct Request {
 /// connection's own thread writes it, under a total deadline.
 pub(crate) enum Handback {
     /// A whole response; `keep_alive` is false when the connection must end after it.
-    Write { bytes: Vec<u8>, keep_alive: bool },
+    Write {
+        bytes: Vec<u8>,
+        keep_alive: bool,
+        /// Counts a large response against `Limits::max_unsent_bytes` until it is written.
+        reservation: Option<Reservation>,
+    },
     /// The handler took the socket's writer (an event stream): the connection reads no
     /// further requests, and whoever holds the writer writes.
     Streamed,
@@ -191,18 +200,6 @@ where
         }
     };
 
-    // true if the client sent a `Connection: upgrade` header
-    let connection_upgrade = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Connection"))
-            .map(|h| h.value.as_str())
-        {
-            Some(v) if v.to_ascii_lowercase().contains("upgrade") => true,
-            _ => false,
-        }
-    };
-
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
     let body_done = Arc::new(AtomicBool::new(true));
@@ -213,10 +210,10 @@ where
             done: body_done.clone(),
         }) as Box<dyn Read + Send + 'static>
     };
-    let reader = if connection_upgrade {
-        // if we have a `Connection: upgrade`, always keeping the whole reader
-        streamed(Box::new(source_data))
-    } else if let Some(content_length) = content_length {
+    // (Upstream handed the raw socket to a request with `Connection: upgrade`, whatever its
+    // length headers; a worker reading that body then read a socket with no deadline. This
+    // server upgrades nothing: a body is framed by its length headers alone.)
+    let reader = if let Some(content_length) = content_length {
         if content_length == 0 {
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
         } else if content_length <= prebuffer.max(1024) {
@@ -306,6 +303,8 @@ where
         notify_when_responded: None,
         body_done,
         closes_connection: false,
+        #[cfg(unix)]
+        unsent: None,
         #[cfg(unix)]
         peer_fd: None,
     })
@@ -535,9 +534,27 @@ impl Request {
                 do_not_send_body,
                 None,
             );
+            let mut keep_alive = keep_alive && printed.is_ok();
+            let mut reservation = None;
+            if bytes.len() > SMALL_RESPONSE {
+                if let Some(budget) = &self.unsent {
+                    reservation = UnsentBudget::reserve(budget, bytes.len());
+                    if reservation.is_none() {
+                        // Too much is waiting for slow readers already: holding this too
+                        // would let them fill the memory.
+                        bytes = unsent_budget_exceeded(self.http_version.clone());
+                        keep_alive = false;
+                    }
+                }
+            }
             // The connection's thread waits for this in every case.
-            let keep_alive = keep_alive && printed.is_ok();
-            sender.send(Handback::Write { bytes, keep_alive }).ok();
+            sender
+                .send(Handback::Write {
+                    bytes,
+                    keep_alive,
+                    reservation,
+                })
+                .ok();
             return printed;
         }
 
@@ -566,6 +583,19 @@ impl Request {
         self.notify_when_responded = Some(sender);
         self
     }
+}
+
+/// The `503` that replaces a large response when too many are waiting to be written.
+fn unsent_budget_exceeded(version: HTTPVersion) -> Vec<u8> {
+    let body = "{\"error\": \"The server is busy; try again shortly\"}";
+    let response = Response::from_string(body)
+        .with_status_code(StatusCode(503))
+        .with_header(Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]).unwrap())
+        .with_header(Header::from_bytes(&b"Retry-After"[..], &b"5"[..]).unwrap())
+        .with_connection_close();
+    let mut bytes = Vec::new();
+    let _ = response.raw_print(&mut bytes, version, &[], false, None);
+    bytes
 }
 
 impl fmt::Debug for Request {
