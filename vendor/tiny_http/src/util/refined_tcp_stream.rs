@@ -102,7 +102,9 @@ impl RefinedTcpStream {
     }
 
     /// A second handle on a plain socket (added for White Beat), for its timeouts and for
-    /// writes made by the connection's own thread; `None` over TLS.
+    /// writes made by the connection's own thread. `None` over TLS, where a response would
+    /// have to go through the TLS stream: the ssl features are not used by White Beat, and
+    /// `write_response` fails (the connection closes) rather than write around TLS.
     pub(crate) fn control(&self) -> Option<Connection> {
         match &self.stream {
             Stream::Http(c) => c.try_clone().ok(),
