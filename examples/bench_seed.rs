@@ -23,9 +23,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
-use whitebeat::auth::{self, PasswordHasher};
+use whitebeat::domain::auth::{self, PasswordHasher};
 use whitebeat::config::{Argon2Cost, SyncMode};
-use whitebeat::db::{self, chat::NewMessage, users::NewUser};
+use whitebeat::store::{self, chat::NewMessage, users::NewUser};
 
 const READER: usize = 0;
 const WRITER: usize = 1;
@@ -141,8 +141,8 @@ fn run() -> Result<(), String> {
             std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         }
     }
-    let mut conn = db::open(&args.db, SyncMode::Normal)?;
-    db::migrate(&mut conn)?;
+    let mut conn = store::open(&args.db, SyncMode::Normal)?;
+    store::migrate(&mut conn)?;
     let sql = |e: rusqlite::Error| e.to_string();
     // Seeding only: nothing here must survive a power cut, and a big cache keeps the
     // million-row transactions in memory.
@@ -152,7 +152,7 @@ fn run() -> Result<(), String> {
     let hash = PasswordHasher::new(Argon2Cost::default(), 1)
         .hash(&args.password)
         .map_err(|e| e.to_string())?;
-    let now = db::now_us();
+    let now = store::now_us();
     let names: Vec<String> = (0..args.users).map(|i| format!("user{i:04}")).collect();
     let mut ids = Vec::with_capacity(args.users);
     for name in &names {
@@ -166,7 +166,7 @@ fn run() -> Result<(), String> {
             invite_code: None,
             now,
         };
-        let id = db::users::create(&conn, &new).map_err(|e| format!("create {name}: {e:?}"))?;
+        let id = store::users::create(&conn, &new).map_err(|e| format!("create {name}: {e:?}"))?;
         ids.push(id);
     }
 
@@ -202,7 +202,7 @@ fn run() -> Result<(), String> {
         .peekable();
     let mut marked = false;
     while plan.peek().is_some() {
-        let tx = db::write_tx(&conn).map_err(sql)?;
+        let tx = store::write_tx(&conn).map_err(sql)?;
         while let Some(((conv, forward), is_fresh)) =
             plan.next_if(|(_, is_fresh)| !*is_fresh || marked)
         {
@@ -216,7 +216,7 @@ fn run() -> Result<(), String> {
                 content,
                 now: base + stamp * 1_000,
             };
-            let sent = db::chat::insert_message(&tx, &m).map_err(sql)?;
+            let sent = store::chat::insert_message(&tx, &m).map_err(sql)?;
             conv_ids[conv] = sent.conversation_id;
             if !is_fresh && (stamp as usize).is_multiple_of(BATCH) {
                 break;
@@ -224,8 +224,8 @@ fn run() -> Result<(), String> {
         }
         if !marked && plan.peek().is_none_or(|(_, is_fresh)| *is_fresh) {
             for (conv, &(a, b)) in pairs.iter().enumerate() {
-                db::chat::mark_read(&tx, conv_ids[conv], ids[a]).map_err(sql)?;
-                db::chat::mark_read(&tx, conv_ids[conv], ids[b]).map_err(sql)?;
+                store::chat::mark_read(&tx, conv_ids[conv], ids[a]).map_err(sql)?;
+                store::chat::mark_read(&tx, conv_ids[conv], ids[b]).map_err(sql)?;
             }
             marked = true;
         }
@@ -233,12 +233,12 @@ fn run() -> Result<(), String> {
     }
 
     // One session per user, valid for the default 30 days.
-    let tx = db::write_tx(&conn).map_err(sql)?;
+    let tx = store::write_tx(&conn).map_err(sql)?;
     let mut tokens = String::new();
     for (i, name) in names.iter().enumerate() {
         let (token, token_hash) = auth::new_token().map_err(|e| e.to_string())?;
         let idle = SESSION_DAYS * 24 * 3_600 * 1_000_000;
-        db::sessions::create(&tx, &token_hash, ids[i], now, idle).map_err(sql)?;
+        store::sessions::create(&tx, &token_hash, ids[i], now, idle).map_err(sql)?;
         let p = partner[i];
         let p = if p == usize::MAX {
             (i + 1) % args.users

@@ -6,13 +6,13 @@ use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use whitebeat::backup::human_bytes;
+use whitebeat::ops::backup::human_bytes;
 use whitebeat::cli::{self, CliResult};
-use whitebeat::cli_accounts;
+use whitebeat::cli::accounts as cli_accounts;
 use whitebeat::config::{
     default_threads, Argon2Cost, BackupSchedule, Config, PublicUrl, SignupMode, SyncMode,
 };
-use whitebeat::proxy::TrustedProxies;
+use whitebeat::http::proxy::TrustedProxies;
 
 #[derive(Parser)]
 #[command(
@@ -201,7 +201,7 @@ struct ServeArgs {
     log_retention_days: u32,
     /// The request log keeps at most this many rows (about 250 bytes each); the oldest
     /// beyond are deleted (0: no cap).
-    #[arg(long, env = "WHITEBEAT_LOG_MAX_ROWS", default_value_t = whitebeat::reqlog::MAX_ROWS)]
+    #[arg(long, env = "WHITEBEAT_LOG_MAX_ROWS", default_value_t = whitebeat::ops::reqlog::MAX_ROWS)]
     log_max_rows: u64,
     /// Serve the web UI from this directory instead of the embedded one.
     #[arg(long, env = "WHITEBEAT_UI_DIR")]
@@ -408,11 +408,11 @@ fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::ImportDjango { source } => {
-            let report = whitebeat::import_django::import(&source, &cli.db, cli.sync)?;
+            let report = whitebeat::ops::import_django::import(&source, &cli.db, cli.sync)?;
             for warning in &report.warnings {
                 eprintln!("warning: {warning}");
             }
-            let plural = whitebeat::import_django::plural;
+            let plural = whitebeat::ops::import_django::plural;
             println!(
                 "Imported from {} into {}: {} ({}), {}, {}.",
                 source.display(),
@@ -552,7 +552,7 @@ fn superuser_input(a: SuperuserArgs) -> CliResult<(String, String, String)> {
         let username = a.username.ok_or("--noinput needs --username")?;
         let email = a
             .email
-            .unwrap_or_else(|| whitebeat::auth::default_email(&username));
+            .unwrap_or_else(|| whitebeat::domain::auth::default_email(&username));
         let password = std::env::var("WHITEBEAT_SUPERUSER_PASSWORD")
             .map_err(|_| "--noinput needs the password in WHITEBEAT_SUPERUSER_PASSWORD")?;
         return Ok((username, email, password));
@@ -571,7 +571,7 @@ fn superuser_input(a: SuperuserArgs) -> CliResult<(String, String, String)> {
     let email = match a.email {
         Some(e) => e,
         None => {
-            let default = whitebeat::auth::default_email(&username);
+            let default = whitebeat::domain::auth::default_email(&username);
             let e = prompt(&format!("Email address [{default}]: "))?;
             if e.is_empty() {
                 default

@@ -24,7 +24,7 @@ fn signup_with(s: &TestServer, username: &str, code: Option<&str>) -> common::Re
 }
 
 fn user_count(s: &TestServer) -> i64 {
-    let conn = whitebeat::db::open(&s.db_path(), SyncMode::Normal).unwrap();
+    let conn = whitebeat::store::open(&s.db_path(), SyncMode::Normal).unwrap();
     conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
         .unwrap()
 }
@@ -164,7 +164,7 @@ fn invite_mode_needs_a_usable_code() {
     assert_eq!(first["state"], "used up");
 
     // The account remembers its invite.
-    let conn = whitebeat::db::open(&s.db_path(), SyncMode::Normal).unwrap();
+    let conn = whitebeat::store::open(&s.db_path(), SyncMode::Normal).unwrap();
     let invite_id: Option<i64> = conn
         .query_row(
             "SELECT invite_id FROM users WHERE username = 'anna'",
@@ -216,10 +216,10 @@ fn invites_can_allow_several_uses_expire_and_be_revoked() {
 
     // An expired code is refused (made to expire by moving its time back in the store).
     let soon = create_invite(&s, &root, json!({"expires_in_days": 1}));
-    let conn = whitebeat::db::open(&s.db_path(), SyncMode::Normal).unwrap();
+    let conn = whitebeat::store::open(&s.db_path(), SyncMode::Normal).unwrap();
     conn.execute(
         "UPDATE invites SET expires_at = ?1 WHERE id = ?2",
-        rusqlite::params![whitebeat::db::now_us() - 1, soon["id"].as_i64()],
+        rusqlite::params![whitebeat::store::now_us() - 1, soon["id"].as_i64()],
     )
     .unwrap();
     assert_eq!(

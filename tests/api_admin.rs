@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use whitebeat::config::SyncMode;
 
 fn db(s: &TestServer) -> rusqlite::Connection {
-    whitebeat::db::open(&s.db_path(), SyncMode::Normal).unwrap()
+    whitebeat::store::open(&s.db_path(), SyncMode::Normal).unwrap()
 }
 
 fn stats(s: &TestServer, token: &str) -> Value {
@@ -23,7 +23,7 @@ fn wait_for_log_rows(s: &TestServer, n: i64) {
     let conn = db(s);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let rows = whitebeat::db::stats::log_rows(&conn).unwrap();
+        let rows = whitebeat::store::stats::log_rows(&conn).unwrap();
         if rows == n {
             return;
         }
@@ -72,7 +72,7 @@ fn stats_has_every_field_with_the_right_values() {
     }
     // Sign-ups on earlier days, straight into the store: 1 yesterday, 2 three days ago,
     // 1 six days ago, 1 a week ago (outside the six days).
-    let now = whitebeat::db::now_us();
+    let now = whitebeat::store::now_us();
     let day = 86_400_000_000i64;
     let conn = db(&s);
     for (name, days_ago) in [

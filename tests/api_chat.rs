@@ -57,7 +57,7 @@ fn assert_timestamp(v: &Value) {
 }
 
 fn db(s: &TestServer) -> rusqlite::Connection {
-    whitebeat::db::open(&s.db_path(), SyncMode::Normal).unwrap()
+    whitebeat::store::open(&s.db_path(), SyncMode::Normal).unwrap()
 }
 
 fn conversations(s: &TestServer, token: &str) -> Value {
@@ -74,7 +74,7 @@ fn users_lists_everyone_but_you_with_presence() {
     s.user("carol");
     s.user("dave");
     // Dave has not been seen for ten minutes.
-    let ten_min_ago = whitebeat::db::now_us() - 10 * 60 * 1_000_000;
+    let ten_min_ago = whitebeat::store::now_us() - 10 * 60 * 1_000_000;
     db(&s)
         .execute(
             "UPDATE users SET last_activity = ?1 WHERE username = 'dave'",
@@ -779,20 +779,20 @@ fn a_hundred_thousand_message_history_still_answers() {
     sent_id(&s.send(&carol, "alice", "from carol, before"));
 
     let conn = db(&s);
-    let start = whitebeat::db::now_us() - N;
+    let start = whitebeat::store::now_us() - N;
     let mut inserted = Vec::with_capacity(N as usize);
-    let tx = whitebeat::db::write_tx(&conn).unwrap();
+    let tx = whitebeat::store::write_tx(&conn).unwrap();
     for i in 0..N {
         // Even: alice to bob; odd: bob to alice.
         let (from, to) = if i % 2 == 0 { (a, b) } else { (b, a) };
         let content = format!("history {i}");
-        let m = whitebeat::db::chat::NewMessage {
+        let m = whitebeat::store::chat::NewMessage {
             sender_id: from,
             receiver_id: to,
             content: &content,
             now: start + i,
         };
-        inserted.push(whitebeat::db::chat::insert_message(&tx, &m).unwrap().id);
+        inserted.push(whitebeat::store::chat::insert_message(&tx, &m).unwrap().id);
     }
     tx.commit().unwrap();
     drop(conn);

@@ -1,4 +1,4 @@
-//! Authorization sweep over every route of `whitebeat::router::ROUTES`: each protected route
+//! Authorization sweep over every route of `whitebeat::api::routes::ROUTES`: each protected route
 //! refuses (401, JSON) a request with no session, a garbage token, an expired session and a
 //! revoked (logged-out) session, by bearer token and by cookie; public routes are listed
 //! explicitly. Then user C, an ordinary user, tries every route against the chat of users A
@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use whitebeat::router::ROUTES;
+use whitebeat::api::routes::ROUTES;
 
 /// Routes anyone may call without a session.
 const PUBLIC: &[&str] = &[

@@ -94,21 +94,21 @@ fn names(dir: &Path) -> Vec<String> {
 /// Adds `n` messages of a few hundred bytes straight through the store, so the database is
 /// many backup steps long.
 fn seed_messages(db: &Path, from: &str, to: &str, n: usize) {
-    use whitebeat::db::{self, chat::NewMessage};
-    let conn = db::open(db, whitebeat::config::SyncMode::Normal).unwrap();
-    let a = db::users::find_id(&conn, from).unwrap().unwrap();
-    let b = db::users::find_id(&conn, to).unwrap().unwrap();
+    use whitebeat::store::{self, chat::NewMessage};
+    let conn = store::open(db, whitebeat::config::SyncMode::Normal).unwrap();
+    let a = store::users::find_id(&conn, from).unwrap().unwrap();
+    let b = store::users::find_id(&conn, to).unwrap().unwrap();
     let filler = "x".repeat(300);
-    let tx = db::write_tx(&conn).unwrap();
+    let tx = store::write_tx(&conn).unwrap();
     for i in 0..n {
         let content = format!("seed {i} {filler}");
         let m = NewMessage {
             sender_id: a,
             receiver_id: b,
             content: &content,
-            now: db::now_us(),
+            now: store::now_us(),
         };
-        db::chat::insert_message(&tx, &m).unwrap();
+        store::chat::insert_message(&tx, &m).unwrap();
     }
     tx.commit().unwrap();
 }

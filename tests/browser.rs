@@ -62,7 +62,7 @@ fn raw_get(addr: std::net::SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
 
 #[test]
 fn embedded_assets_are_small_and_self_contained() {
-    let files = whitebeat::assets::embedded_files();
+    let files = whitebeat::server::assets::embedded_files();
     let total: usize = files.iter().map(|(_, len)| len).sum();
     assert!(total < 60 * 1024, "assets are {total} bytes, over 60 KB");
     let names: Vec<&str> = files.iter().map(|(p, _)| *p).collect();
@@ -149,7 +149,7 @@ fn ui_paths_serve_index_html_with_security_headers() {
             "{path}"
         );
         let csp = r.header("content-security-policy").unwrap_or("");
-        assert_eq!(csp, whitebeat::assets::CSP, "{path}");
+        assert_eq!(csp, whitebeat::server::assets::CSP, "{path}");
         for part in [
             "default-src 'self'",
             "script-src 'self'",
@@ -175,7 +175,7 @@ fn ui_paths_serve_index_html_with_security_headers() {
 fn scripts_and_styles_have_their_content_types() {
     let s = common::start();
     let mut seen = 0;
-    for (name, len) in whitebeat::assets::embedded_files() {
+    for (name, len) in whitebeat::server::assets::embedded_files() {
         let r = s.get(&format!("/{name}"), None);
         assert_eq!(r.status, 200, "{name}");
         assert_eq!(r.text.len(), len, "{name}");

@@ -26,9 +26,9 @@ fn createsuperuser(db: &Path, username: &str, email: &str, password: &str) -> Ou
         .env("WHITEBEAT_SUPERUSER_PASSWORD", password))
 }
 
-fn user_row(db: &Path, username: &str) -> Option<whitebeat::db::users::User> {
-    let conn = whitebeat::db::open(db, whitebeat::config::SyncMode::Normal).unwrap();
-    whitebeat::db::users::find_by_username(&conn, username).unwrap()
+fn user_row(db: &Path, username: &str) -> Option<whitebeat::store::users::User> {
+    let conn = whitebeat::store::open(db, whitebeat::config::SyncMode::Normal).unwrap();
+    whitebeat::store::users::find_by_username(&conn, username).unwrap()
 }
 
 /// A temporary database holding one admin, `root` with password `correct-horse`.
@@ -71,7 +71,7 @@ fn a_version_1_database_with_data_migrates_and_keeps_its_rows() {
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, whitebeat::db::SCHEMA_VERSION);
+    assert_eq!(v, whitebeat::store::SCHEMA_VERSION);
     let (name, invite): (String, Option<i64>) = conn
         .query_row("SELECT username, invite_id FROM users", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -323,7 +323,7 @@ fn migrate_twice_succeeds() {
     let first = run(whitebeat(&db).arg("migrate"));
     assert_ok(&first);
     assert!(db.exists());
-    let version = format!("version {}", whitebeat::db::SCHEMA_VERSION);
+    let version = format!("version {}", whitebeat::store::SCHEMA_VERSION);
     assert!(stdout(&first).contains(&version), "{}", stdout(&first));
     let second = run(whitebeat(&db).arg("migrate"));
     assert_ok(&second);
@@ -331,7 +331,7 @@ fn migrate_twice_succeeds() {
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, whitebeat::db::SCHEMA_VERSION);
+    assert_eq!(v, whitebeat::store::SCHEMA_VERSION);
     // The environment variable works as the flag does.
     let other = dir.path().join("from-env.sqlite3");
     let mut cmd = Command::new(BIN);
@@ -595,7 +595,7 @@ fn backup_writes_a_database_with_the_users() {
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, whitebeat::db::SCHEMA_VERSION);
+    assert_eq!(v, whitebeat::store::SCHEMA_VERSION);
     drop(conn);
 
     // The copy serves: the users can log in on it.
@@ -668,9 +668,9 @@ fn serve_prints_its_address_and_exits_0_on_sigterm() {
     // Stopped: nothing listens any more, and the data is on disk.
     assert!(std::net::TcpStream::connect(&addr).is_err());
     assert!(user_row(&db, "alice").is_some());
-    let conn = whitebeat::db::open(&db, whitebeat::config::SyncMode::Normal).unwrap();
+    let conn = whitebeat::store::open(&db, whitebeat::config::SyncMode::Normal).unwrap();
     assert!(
-        whitebeat::db::stats::log_rows(&conn).unwrap() >= 2,
+        whitebeat::store::stats::log_rows(&conn).unwrap() >= 2,
         "the request log was flushed on shutdown"
     );
 }

@@ -565,7 +565,7 @@ fn disk_full_fails_writes_with_503_and_keeps_reads_working() {
         let conn = Connection::open(&db).unwrap();
         conn.execute(
             "UPDATE sessions SET last_seen = last_seen - 120000000 WHERE token_hash = ?1",
-            [whitebeat::auth::hash_token(&alice_reader)],
+            [whitebeat::domain::auth::hash_token(&alice_reader)],
         )
         .unwrap();
     }

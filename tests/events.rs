@@ -43,7 +43,7 @@ fn open(s: &TestServer, token: &str) -> SseClient {
 }
 
 fn db(s: &TestServer) -> rusqlite::Connection {
-    whitebeat::db::open(&s.db_path(), whitebeat::config::SyncMode::Normal).unwrap()
+    whitebeat::store::open(&s.db_path(), whitebeat::config::SyncMode::Normal).unwrap()
 }
 
 fn message_ids(events: &[support_events::SseEvent]) -> Vec<i64> {
@@ -501,7 +501,7 @@ fn an_open_stream_makes_you_online_for_your_contacts() {
     let mut alice_stream = open(&s, &alice);
     let mut carol_stream = open(&s, &carol);
     // Bob was last active ten minutes ago.
-    let old = whitebeat::db::now_us() - 10 * 60 * 1_000_000;
+    let old = whitebeat::store::now_us() - 10 * 60 * 1_000_000;
     db(&s)
         .execute(
             "UPDATE users SET last_activity = ?1 WHERE id = ?2",

@@ -32,7 +32,7 @@ fn error_of(r: &Resp) -> &str {
 }
 
 fn db(s: &TestServer) -> rusqlite::Connection {
-    whitebeat::db::open(&s.db_path(), SyncMode::Normal).unwrap()
+    whitebeat::store::open(&s.db_path(), SyncMode::Normal).unwrap()
 }
 
 fn count(s: &TestServer, table: &str) -> i64 {
@@ -44,7 +44,7 @@ fn count(s: &TestServer, table: &str) -> i64 {
 /// An account as an older version could make it beside a look-alike (straight into the
 /// store, as sign-up now refuses it), with password `password123`.
 fn legacy_account(s: &TestServer, username: &str) {
-    let hash = whitebeat::auth::PasswordHasher::new(CHEAP, 1)
+    let hash = whitebeat::domain::auth::PasswordHasher::new(CHEAP, 1)
         .hash("password123")
         .unwrap();
     db(s)
@@ -249,7 +249,7 @@ fn look_alikes_from_before_keep_logging_in_by_their_exact_names() {
 fn migrating_a_database_with_look_alikes_warns_and_keeps_both() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v2.sqlite3");
-    let hash = whitebeat::auth::PasswordHasher::new(CHEAP, 1)
+    let hash = whitebeat::domain::auth::PasswordHasher::new(CHEAP, 1)
         .hash("password123")
         .unwrap();
     {
@@ -382,7 +382,7 @@ fn mode(path: &Path) -> u32 {
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
-    whitebeat::db::with_suffix(path, suffix)
+    whitebeat::store::with_suffix(path, suffix)
 }
 
 /// `whitebeat serve` under the given umask.
@@ -450,7 +450,7 @@ fn database_wal_shm_and_lock_files_are_private_whatever_the_umask() {
         db.clone(),
         with_suffix(&db, "-wal"),
         with_suffix(&db, "-shm"),
-        whitebeat::lock::lock_path(&db),
+        whitebeat::ops::lock::lock_path(&db),
     ] {
         assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
@@ -599,7 +599,7 @@ fn retry_after(r: &Resp) -> u64 {
 fn the_fourth_sign_up_from_one_address_in_an_hour_is_429() {
     let s = common::start_with(|c| {
         c.signups_per_hour = 3;
-        c.trusted_proxies = whitebeat::proxy::TrustedProxies::parse("127.0.0.1").unwrap();
+        c.trusted_proxies = whitebeat::http::proxy::TrustedProxies::parse("127.0.0.1").unwrap();
     });
     let root = s.admin("root");
     let users = count(&s, "users");

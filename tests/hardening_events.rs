@@ -280,7 +280,7 @@ fn beyond_the_replay_window_a_stream_sends_resync_then_goes_on_live() {
     let s = common::start();
     let (alice, alice_id) = user(&s, "alice");
     let (bob, bob_id) = user(&s, "bob");
-    let db = whitebeat::db::open(&s.db_path(), SyncMode::Normal).unwrap();
+    let db = whitebeat::store::open(&s.db_path(), SyncMode::Normal).unwrap();
 
     // Too many newer ids. (A message stored with an id far ahead stands for the 100,000
     // between: ids are message ids.)
@@ -296,7 +296,7 @@ fn beyond_the_replay_window_a_stream_sends_resync_then_goes_on_live() {
             m1["conversation_id"].as_i64().unwrap(),
             alice_id,
             bob_id,
-            whitebeat::db::now_us(),
+            whitebeat::store::now_us(),
         ],
     )
     .unwrap();
@@ -333,7 +333,7 @@ fn beyond_the_replay_window_a_stream_sends_resync_then_goes_on_live() {
     let a2 = id_of(&send(&s, &alice, "bob", "a2"));
     let a3 = id_of(&send(&s, &bob, "alice", "a3"));
     let age = |id: i64, ago: Duration| {
-        let at = whitebeat::db::now_us() - ago.as_micros() as i64;
+        let at = whitebeat::store::now_us() - ago.as_micros() as i64;
         db.execute(
             "UPDATE messages SET created_at = ?1 WHERE id = ?2",
             [at, id],
@@ -429,7 +429,7 @@ fn localhost() -> IpAddr {
 fn streams_per_address_are_capped_and_a_closed_one_frees_its_place() {
     let s = common::start_with(|c| {
         c.streams_per_address = 3;
-        c.trusted_proxies = whitebeat::proxy::TrustedProxies::parse("127.0.0.1").unwrap();
+        c.trusted_proxies = whitebeat::http::proxy::TrustedProxies::parse("127.0.0.1").unwrap();
     });
     let hub = &s.handle.as_ref().unwrap().app().hub;
     // Four accounts, so that no per-user cap is what answers.

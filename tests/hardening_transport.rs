@@ -25,7 +25,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use whitebeat::config::SyncMode;
-use whitebeat::proxy::TrustedProxies;
+use whitebeat::http::proxy::TrustedProxies;
 
 // ---------------------------------------------------------------------------------------
 // A tiny raw HTTP/1.1 client.
@@ -295,7 +295,7 @@ impl EventStream {
 }
 
 fn count_messages(s: &TestServer) -> i64 {
-    let db = whitebeat::db::open(&s.db_path(), SyncMode::Normal).unwrap();
+    let db = whitebeat::store::open(&s.db_path(), SyncMode::Normal).unwrap();
     db.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
         .unwrap()
 }

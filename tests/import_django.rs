@@ -160,8 +160,8 @@ fn assert_fails_with(o: &Output, needles: &[&str]) {
 }
 
 /// Rows in (users, conversations, messages, daily_stats) and the counters' totals.
-fn contents(db: &Path) -> ([i64; 4], whitebeat::db::stats::Counters) {
-    let conn = whitebeat::db::open(db, SyncMode::Normal).unwrap();
+fn contents(db: &Path) -> ([i64; 4], whitebeat::store::stats::Counters) {
+    let conn = whitebeat::store::open(db, SyncMode::Normal).unwrap();
     let count = |table: &str| -> i64 {
         conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
             .unwrap()
@@ -172,7 +172,7 @@ fn contents(db: &Path) -> ([i64; 4], whitebeat::db::stats::Counters) {
         count("messages"),
         count("daily_stats"),
     ];
-    (rows, whitebeat::db::stats::counters(&conn).unwrap())
+    (rows, whitebeat::store::stats::counters(&conn).unwrap())
 }
 
 fn migrated(db: &Path) {
@@ -180,8 +180,8 @@ fn migrated(db: &Path) {
 }
 
 fn stored_hash(db: &Path, username: &str) -> String {
-    let conn = whitebeat::db::open(db, SyncMode::Normal).unwrap();
-    whitebeat::db::users::find_by_username(&conn, username)
+    let conn = whitebeat::store::open(db, SyncMode::Normal).unwrap();
+    whitebeat::store::users::find_by_username(&conn, username)
         .unwrap()
         .unwrap()
         .password_hash
@@ -231,8 +231,8 @@ fn imports_the_original_and_old_passwords_log_in() {
     assert!(stored_hash(&db, "alice").starts_with("pbkdf2_sha256$1200$"));
     // Last activity: the profile's, or else the last login (before anyone logs in here).
     let user = |name: &str| {
-        let conn = whitebeat::db::open(&db, SyncMode::Normal).unwrap();
-        whitebeat::db::users::find_by_username(&conn, name)
+        let conn = whitebeat::store::open(&db, SyncMode::Normal).unwrap();
+        whitebeat::store::users::find_by_username(&conn, name)
             .unwrap()
             .unwrap()
     };
@@ -316,7 +316,7 @@ fn imports_the_original_and_old_passwords_log_in() {
     );
     assert_eq!(with_carol["last_message"]["content"], "Hey from Carol");
     // The note to self is read, whatever the original said.
-    let conn = whitebeat::db::open(&db, SyncMode::Normal).unwrap();
+    let conn = whitebeat::store::open(&db, SyncMode::Normal).unwrap();
     let note_read: bool = conn
         .query_row("SELECT is_read FROM messages WHERE id = 15", [], |r| {
             r.get(0)
@@ -442,8 +442,8 @@ INSERT INTO api_message (id, conversation_id, sender_id, receiver_id, content, t
         stdout(&out)
     );
     assert!(stderr(&out).contains("no user is in the Admin group"));
-    let conn = whitebeat::db::open(&db, SyncMode::Normal).unwrap();
-    let alice = whitebeat::db::users::find_by_username(&conn, "alice")
+    let conn = whitebeat::store::open(&db, SyncMode::Normal).unwrap();
+    let alice = whitebeat::store::users::find_by_username(&conn, "alice")
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -452,7 +452,7 @@ INSERT INTO api_message (id, conversation_id, sender_id, receiver_id, content, t
     );
     assert_eq!(alice.last_activity, 1_714_885_505_000_005);
     assert_eq!(alice.date_joined, 1_704_067_199_999_999);
-    let bob = whitebeat::db::users::find_by_username(&conn, "bob")
+    let bob = whitebeat::store::users::find_by_username(&conn, "bob")
         .unwrap()
         .unwrap();
     assert!(!bob.is_active);

@@ -1,12 +1,12 @@
 //! The OpenAPI document served at `GET /api/openapi.json`: it is valid JSON in OpenAPI 3.0
 //! shape, it is the embedded `src/api/openapi.json`, every `$ref` resolves, and it describes
-//! exactly the routes of `whitebeat::router::ROUTES` (path + method, either way round), with
+//! exactly the routes of `whitebeat::api::routes::ROUTES` (path + method, either way round), with
 //! the security and error responses the handlers actually have.
 mod common;
 
 use serde_json::Value;
 use std::collections::BTreeSet;
-use whitebeat::router::ROUTES;
+use whitebeat::api::routes::ROUTES;
 
 /// Routes that need no session. Everything else must declare bearer and cookie auth.
 const PUBLIC: &[&str] = &[
@@ -29,7 +29,7 @@ fn doc() -> Value {
 }
 
 fn normalize(path: &str) -> String {
-    whitebeat::router::normalize(path).to_string()
+    whitebeat::http::normalize(path).to_string()
 }
 
 /// (normalised path, lower-case method) of every operation in the document.
@@ -113,11 +113,11 @@ fn every_route_is_documented_and_nothing_else() {
     let extra: Vec<_> = documented.difference(&routed).collect();
     assert!(
         missing.is_empty(),
-        "routes in whitebeat::router::ROUTES that src/api/openapi.json does not describe: {missing:?}"
+        "routes in whitebeat::api::routes::ROUTES that src/api/openapi.json does not describe: {missing:?}"
     );
     assert!(
         extra.is_empty(),
-        "operations in src/api/openapi.json that are not in whitebeat::router::ROUTES: {extra:?}"
+        "operations in src/api/openapi.json that are not in whitebeat::api::routes::ROUTES: {extra:?}"
     );
 }
 

@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use whitebeat::proxy::TrustedProxies;
+use whitebeat::http::proxy::TrustedProxies;
 
 // ---------------------------------------------------------------------------------------
 // A raw HTTP/1.1 client: the headers exactly as given (repeated lines included) and any
@@ -91,8 +91,8 @@ fn bad_login(addr: SocketAddr, username: &str, xff: &[&str]) -> u16 {
 /// The client addresses the request log recorded, newest first (after the server stopped,
 /// so the log is flushed).
 fn logged_ips(db: &Path, n: i64) -> Vec<String> {
-    let conn = whitebeat::db::open(db, whitebeat::config::SyncMode::Normal).unwrap();
-    whitebeat::db::stats::recent_logs(&conn, n)
+    let conn = whitebeat::store::open(db, whitebeat::config::SyncMode::Normal).unwrap();
+    whitebeat::store::stats::recent_logs(&conn, n)
         .unwrap()
         .into_iter()
         .map(|(_, e)| e.ip_address)
@@ -599,7 +599,7 @@ fn log_level_warn_silences_request_lines() {
         (&[][..], &[("WHITEBEAT_LOG_LEVEL", "warn")][..]),
         (
             &[][..],
-            &[("WHITEBEAT_LOG", "info,whitebeat::access=off")][..],
+            &[("WHITEBEAT_LOG", "info,whitebeat::server::access=off")][..],
         ),
     ] {
         let err = serve_and_capture(args, env, exercise);

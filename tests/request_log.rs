@@ -10,13 +10,13 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use whitebeat::config::SyncMode;
-use whitebeat::db::stats::{self, LogEntry};
-use whitebeat::reqlog::{self, Limits, PER_CLIENT_PER_MINUTE};
+use whitebeat::store::stats::{self, LogEntry};
+use whitebeat::ops::reqlog::{self, Limits, PER_CLIENT_PER_MINUTE};
 
 const MINUTE_US: i64 = 60_000_000;
 
 fn db(path: &std::path::Path) -> rusqlite::Connection {
-    whitebeat::db::open(path, SyncMode::Normal).unwrap()
+    whitebeat::store::open(path, SyncMode::Normal).unwrap()
 }
 
 fn stats(s: &TestServer, token: &str) -> Value {
@@ -51,7 +51,7 @@ fn rows_where(conn: &rusqlite::Connection, ip_like: &str) -> i64 {
 /// The dashboard's two request figures straight from the roll-ups: today's calls and the
 /// calls of the last six hours.
 fn figures(conn: &rusqlite::Connection) -> (i64, i64) {
-    let now = whitebeat::db::now_us();
+    let now = whitebeat::store::now_us();
     let today = stats::api_calls_on(conn, now).unwrap();
     let hours = stats::api_usage(conn, now, 6).unwrap().iter().sum();
     (today, hours)
@@ -71,7 +71,7 @@ fn dashboard_figures(st: &Value) -> (i64, i64) {
 /// trusted proxy) to come from `ip(i)`. Returns the minutes (of the server's clock) the
 /// flood spanned.
 fn flood(s: &TestServer, n: usize, ip: impl Fn(usize) -> String) -> i64 {
-    let first = whitebeat::db::now_us().div_euclid(MINUTE_US);
+    let first = whitebeat::store::now_us().div_euclid(MINUTE_US);
     for i in 0..n {
         let r = s.raw(
             "GET",
@@ -81,13 +81,13 @@ fn flood(s: &TestServer, n: usize, ip: impl Fn(usize) -> String) -> i64 {
         );
         assert_eq!(r.status, 404, "{}", r.text);
     }
-    whitebeat::db::now_us().div_euclid(MINUTE_US) - first + 1
+    whitebeat::store::now_us().div_euclid(MINUTE_US) - first + 1
 }
 
 /// Waits, if the current minute is nearly over, for the next one: a flood within one
 /// minute stores exactly the bound.
 fn at_the_start_of_a_minute() {
-    let into = whitebeat::db::now_us().rem_euclid(MINUTE_US);
+    let into = whitebeat::store::now_us().rem_euclid(MINUTE_US);
     if into > 40_000_000 {
         std::thread::sleep(Duration::from_micros((MINUTE_US - into) as u64 + 100_000));
     }
@@ -96,7 +96,7 @@ fn at_the_start_of_a_minute() {
 #[test]
 fn a_flood_from_one_client_stores_its_bound_and_the_dashboard_counts_it_all() {
     let s = common::start_with(|c| {
-        c.trusted_proxies = whitebeat::proxy::TrustedProxies::parse("127.0.0.1").unwrap();
+        c.trusted_proxies = whitebeat::http::proxy::TrustedProxies::parse("127.0.0.1").unwrap();
     });
     let root = s.admin("root"); // 1 request, from 127.0.0.1
     let bound = PER_CLIENT_PER_MINUTE as i64;
@@ -159,7 +159,7 @@ fn a_flood_from_one_client_stores_its_bound_and_the_dashboard_counts_it_all() {
 
 fn entry(ip: &str) -> LogEntry {
     LogEntry {
-        created_at: whitebeat::db::now_us(),
+        created_at: whitebeat::store::now_us(),
         method: "GET".into(),
         endpoint: "/api/health".into(),
         status: 200,

@@ -2,9 +2,9 @@
 //! (the only way in on a closed server), deactivating and reactivating, and password resets.
 
 use crate::api::auth::register;
-use crate::app::Ctx;
-use crate::auth;
-use crate::db::{self, users::AdminChange, users::User};
+use crate::api::ctx::Ctx;
+use crate::domain::auth;
+use crate::store::{self, users::AdminChange, users::User};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use crate::time::rfc3339;
@@ -27,7 +27,7 @@ pub fn list(ctx: &Ctx, req: &Request) -> Result<Response> {
             "limit must be 1 to 200 and offset at least 0",
         ));
     }
-    let (rows, total) = db::users::accounts(ctx.db, search, limit, offset)?;
+    let (rows, total) = store::users::accounts(ctx.db, search, limit, offset)?;
     let users: Vec<_> = rows
         .into_iter()
         .map(|u| {
@@ -100,7 +100,7 @@ fn target(ctx: &Ctx, body: &TargetBody) -> Result<User> {
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .ok_or_else(|| Error::bad_request("username is required"))?;
-    db::users::find_by_username(ctx.db, name)?.ok_or_else(|| Error::not_found("User not found"))
+    store::users::find_by_username(ctx.db, name)?.ok_or_else(|| Error::not_found("User not found"))
 }
 
 /// # `POST /api/admin/deactivate/`
@@ -115,7 +115,7 @@ pub fn deactivate(ctx: &Ctx, req: &Request) -> Result<Response> {
             "You cannot deactivate your own account".into(),
         ));
     }
-    if db::users::set_active(ctx.db, user.id, false)? == AdminChange::LastAdmin {
+    if store::users::set_active(ctx.db, user.id, false)? == AdminChange::LastAdmin {
         return Err(Error::Conflict(
             "Cannot deactivate the last admin; make another user admin first".into(),
         ));
@@ -130,7 +130,7 @@ pub fn activate(ctx: &Ctx, req: &Request) -> Result<Response> {
     ctx.require_admin(req)?;
     let body: TargetBody = req.json()?;
     let user = target(ctx, &body)?;
-    db::users::set_active(ctx.db, user.id, true)?;
+    store::users::set_active(ctx.db, user.id, true)?;
     active_response(&user.username, true)
 }
 
@@ -161,7 +161,7 @@ pub fn reset_password(ctx: &Ctx, req: &Request) -> Result<Response> {
         None => (auth::new_temporary_password()?, true),
     };
     let hash = ctx.app.hasher.hash(&password)?;
-    db::users::set_password(ctx.db, user.id, &hash)?;
+    store::users::set_password(ctx.db, user.id, &hash)?;
     ctx.app.hub.close_user(user.id);
     let mut out = json!({
         "success": true,

@@ -1,7 +1,7 @@
 //! The admin dashboard's data.
 
-use crate::app::Ctx;
-use crate::db;
+use crate::api::ctx::Ctx;
+use crate::store;
 use crate::error::Result;
 use crate::http::{Request, Response};
 use crate::time::{day, rfc3339, DAY_US};
@@ -12,10 +12,10 @@ use serde_json::json;
 /// the cost does not grow with the history.
 pub fn stats(ctx: &Ctx, req: &Request) -> Result<Response> {
     ctx.require_admin(req)?;
-    let now = db::now_us();
-    let counters = db::stats::counters(ctx.db)?;
-    let active_sessions = db::sessions::active_users_since(ctx.db, now - DAY_US, now)?;
-    let recent_users: Vec<_> = db::users::recent(ctx.db, 10)?
+    let now = store::now_us();
+    let counters = store::stats::counters(ctx.db)?;
+    let active_sessions = store::sessions::active_users_since(ctx.db, now - DAY_US, now)?;
+    let recent_users: Vec<_> = store::users::recent(ctx.db, 10)?
         .into_iter()
         .map(|u| {
             let full = format!("{} {}", u.first_name, u.last_name)
@@ -34,7 +34,7 @@ pub fn stats(ctx: &Ctx, req: &Request) -> Result<Response> {
             })
         })
         .collect();
-    let recent_logs: Vec<_> = db::stats::recent_logs(ctx.db, 20)?
+    let recent_logs: Vec<_> = store::stats::recent_logs(ctx.db, 20)?
         .into_iter()
         .map(|(id, e)| {
             json!({
@@ -54,12 +54,12 @@ pub fn stats(ctx: &Ctx, req: &Request) -> Result<Response> {
         200,
         &json!({
             "total_users": counters.users,
-            "api_calls_today": db::stats::api_calls_on(ctx.db, now)?,
+            "api_calls_today": store::stats::api_calls_on(ctx.db, now)?,
             "active_sessions": active_sessions,
             "total_messages": counters.messages,
             "revenue": revenue,
-            "user_growth": db::stats::user_growth(ctx.db, now, 6)?,
-            "api_usage": db::stats::api_usage(ctx.db, now, 6)?,
+            "user_growth": store::stats::user_growth(ctx.db, now, 6)?,
+            "api_usage": store::stats::api_usage(ctx.db, now, 6)?,
             "recent_users": recent_users,
             "recent_logs": recent_logs,
         }),

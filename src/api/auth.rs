@@ -1,10 +1,10 @@
 //! Accounts and sessions: sign-up, login, logout, and Admin-group membership.
 
-use crate::app::{check_identity_field, Ctx};
-use crate::auth::{self, Identity, LoginKey, PasswordHasher, SESSION_COOKIE};
+use crate::api::ctx::{check_identity_field, Ctx};
+use crate::domain::auth::{self, Identity, LoginKey, PasswordHasher, SESSION_COOKIE};
 use crate::config::SignupMode;
-use crate::db::users::NewUser;
-use crate::db::{self, users::AdminChange, users::CreateUserError, users::NameClash};
+use crate::store::users::NewUser;
+use crate::store::{self, users::AdminChange, users::CreateUserError, users::NameClash};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use serde::Deserialize;
@@ -39,7 +39,7 @@ fn admission(ctx: &Ctx, code: Option<String>) -> Result<Option<String>> {
                 .map(|c| c.trim().to_ascii_lowercase())
                 .filter(|c| !c.is_empty())
                 .ok_or_else(|| Error::forbidden("An invite code is needed to sign up here"))?;
-            if code.len() > 128 || !db::invites::is_usable(ctx.db, &code, db::now_us())? {
+            if code.len() > 128 || !store::invites::is_usable(ctx.db, &code, store::now_us())? {
                 return Err(invite_refused());
             }
             Ok(Some(code))
@@ -79,13 +79,13 @@ pub fn register(
 ) -> Result<(i64, String, String)> {
     let (username, email) = auth::new_account_fields(username, password, email.as_deref())?;
     // Cheap check first so a taken name does not cost an Argon2 hash.
-    if let Some(clash) = db::users::name_clash(ctx.db, &username)? {
+    if let Some(clash) = store::users::name_clash(ctx.db, &username)? {
         return Err(username_taken(clash));
     }
     if let Some(ip) = signup_from {
         ctx.app
             .signup_limit
-            .check(&crate::proxy::client_network(ip))?;
+            .check(&crate::http::proxy::client_network(ip))?;
     }
     let hash = ctx.app.hasher.hash(password)?;
     let new = NewUser {
@@ -95,9 +95,9 @@ pub fn register(
         is_admin,
         is_superuser: false,
         invite_code,
-        now: db::now_us(),
+        now: store::now_us(),
     };
-    let user_id = db::users::create(ctx.db, &new).map_err(|e| match e {
+    let user_id = store::users::create(ctx.db, &new).map_err(|e| match e {
         CreateUserError::UsernameTaken => username_taken(NameClash::Exact),
         CreateUserError::UsernameLooksAlike => username_taken(NameClash::LooksAlike),
         CreateUserError::EmailTaken => Error::bad_request("Email already exists"),
@@ -165,11 +165,11 @@ fn check_credentials(
     req: &Request,
     username: &str,
     password: &str,
-) -> Result<Option<db::users::User>> {
+) -> Result<Option<store::users::User>> {
     let throttle = &ctx.app.throttle;
-    let user = db::users::find_by_username(ctx.db, username)?;
+    let user = store::users::find_by_username(ctx.db, username)?;
     let account = LoginKey::for_login(user.as_ref().map(|u| u.id), username);
-    let client = crate::proxy::client_network(req.client_ip);
+    let client = crate::http::proxy::client_network(req.client_ip);
     throttle.check(&account, client)?;
     let password_ok = ctx
         .app
@@ -225,15 +225,15 @@ pub fn login(ctx: &Ctx, req: &Request) -> Result<Response> {
 
     let (token, token_hash) = auth::new_token()?;
     let idle = ctx.app.config.session_idle;
-    let now = db::now_us();
-    let tx = db::write_tx(ctx.db)?;
-    if !db::users::still_verified(&tx, user.id, &user.password_hash)? {
+    let now = store::now_us();
+    let tx = store::write_tx(ctx.db)?;
+    if !store::users::still_verified(&tx, user.id, &user.password_hash)? {
         return Err(Error::unauthorized("Invalid username or password"));
     }
-    db::sessions::create(&tx, &token_hash, user.id, now, idle.as_micros() as i64)?;
-    db::users::touch_activity(&tx, user.id, now)?;
+    store::sessions::create(&tx, &token_hash, user.id, now, idle.as_micros() as i64)?;
+    store::users::touch_activity(&tx, user.id, now)?;
     if let Some(new_hash) = &upgraded {
-        db::users::upgrade_password_hash(&tx, user.id, &user.password_hash, new_hash)?;
+        store::users::upgrade_password_hash(&tx, user.id, &user.password_hash, new_hash)?;
     }
     tx.commit()?;
     ctx.set_identity(Identity {
@@ -273,7 +273,7 @@ pub fn logout(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = ctx.require_user(req)?;
     let body: IdentityBody = req.json_or_default()?;
     check_identity_field(&me, body.username.as_deref())?;
-    db::sessions::delete(ctx.db, &me.token_hash)?;
+    store::sessions::delete(ctx.db, &me.token_hash)?;
     ctx.app.hub.close_session(&me.token_hash);
     let cookie = session_cookie(ctx, "", 0);
     Ok(Response::json(200, &json!({"success": true}))?.with_header("Set-Cookie", &cookie))
@@ -304,7 +304,7 @@ pub fn verify_admin(ctx: &Ctx, req: &Request) -> Result<Response> {
     if name != me.username && !me.is_admin {
         return Err(Error::forbidden("You can only check your own admin status"));
     }
-    let user = db::users::find_by_username(ctx.db, &name)?
+    let user = store::users::find_by_username(ctx.db, &name)?
         .ok_or_else(|| Error::not_found("User not found"))?;
     Response::json(
         200,
@@ -360,9 +360,9 @@ fn change_admin(ctx: &Ctx, req: &Request, make: bool) -> Result<Response> {
         .filter(|t| !t.is_empty())
         .ok_or_else(|| Error::bad_request("target_username is required"))?;
     authorize_admin_change(ctx, req, &body)?;
-    let user = db::users::find_by_username(ctx.db, &target)?
+    let user = store::users::find_by_username(ctx.db, &target)?
         .ok_or_else(|| Error::not_found("Target user not found"))?;
-    if db::users::set_admin(ctx.db, user.id, make)? == AdminChange::LastAdmin {
+    if store::users::set_admin(ctx.db, user.id, make)? == AdminChange::LastAdmin {
         return Err(Error::Conflict(
             "Cannot remove the last admin; make another user admin first".into(),
         ));

@@ -1,7 +1,7 @@
 //! The health check, in the original's shape.
 
-use crate::app::Ctx;
-use crate::db;
+use crate::api::ctx::Ctx;
+use crate::store;
 use crate::error::Result;
 use crate::http::{Request, Response};
 use serde_json::json;
@@ -19,7 +19,7 @@ pub fn health(ctx: &Ctx, _req: &Request) -> Result<Response> {
         "authentication": true,
         "live_events": true,
     });
-    match db::stats::counters(ctx.db) {
+    match store::stats::counters(ctx.db) {
         Ok(c) => Response::json(
             200,
             &json!({

@@ -1,9 +1,9 @@
 //! Invite codes for invite-only sign-up, managed by admins from the admin page (the
 //! command line has the same through `whitebeat invite`).
 
-use crate::app::Ctx;
-use crate::auth;
-use crate::db::{self, invites::Invite, invites::NewInvite};
+use crate::api::ctx::Ctx;
+use crate::domain::auth;
+use crate::store::{self, invites::Invite, invites::NewInvite};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use crate::time::{rfc3339, DAY_US};
@@ -30,8 +30,8 @@ pub fn invite_json(i: &Invite, now: i64) -> Value {
 /// Admins only. Every invite, newest first, and the server's sign-up mode.
 pub fn list(ctx: &Ctx, req: &Request) -> Result<Response> {
     ctx.require_admin(req)?;
-    let now = db::now_us();
-    let invites: Vec<_> = db::invites::list(ctx.db)?
+    let now = store::now_us();
+    let invites: Vec<_> = store::invites::list(ctx.db)?
         .iter()
         .map(|i| invite_json(i, now))
         .collect();
@@ -91,14 +91,14 @@ pub fn limits(
 pub fn create(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = ctx.require_admin(req)?;
     let body: CreateBody = req.json()?;
-    let now = db::now_us();
+    let now = store::now_us();
     let (max_uses, expires_at) = limits(body.max_uses, body.expires_in_days, now)?;
     let note = body.note.trim();
     if note.chars().count() > 200 {
         return Err(Error::bad_request("note must be at most 200 characters"));
     }
     let code = auth::new_invite_code()?;
-    let invite = db::invites::create(
+    let invite = store::invites::create(
         ctx.db,
         &NewInvite {
             code: &code,
@@ -128,7 +128,7 @@ pub fn revoke(ctx: &Ctx, req: &Request) -> Result<Response> {
         (None, Some(code)) if !code.trim().is_empty() => code.trim().to_ascii_lowercase(),
         _ => return Err(Error::bad_request("id or code is required")),
     };
-    if !db::invites::revoke(ctx.db, &key, db::now_us())? {
+    if !store::invites::revoke(ctx.db, &key, store::now_us())? {
         return Err(Error::not_found("Invite not found"));
     }
     Response::json(200, &json!({"success": true, "message": "Invite revoked"}))

@@ -1,11 +1,11 @@
 //! Conversations and messages: the chat itself.
 
-use crate::app::{check_identity_field, Ctx};
-use crate::db::{self, chat::MessageRow};
+use crate::api::ctx::{check_identity_field, Ctx};
+use crate::store::{self, chat::MessageRow};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response, Taken};
 use crate::time::rfc3339;
-use crate::writer::SendJob;
+use crate::store::writer::SendJob;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -96,7 +96,7 @@ struct MessagesPage<'a> {
 pub fn conversations(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = ctx.require_user(req)?;
     check_identity_field(&me, req.query("username"))?;
-    let rows = db::chat::conversations_for(ctx.db, me.user_id)?;
+    let rows = store::chat::conversations_for(ctx.db, me.user_id)?;
     let presence = super::Presence::new(ctx.app);
     let list: Vec<ConversationOut> = rows
         .iter()
@@ -156,17 +156,17 @@ pub fn messages(ctx: &Ctx, req: &Request) -> Result<Response> {
             "`before_id` must be a positive message id",
         ));
     }
-    let other_id = db::users::find_id(ctx.db, other_name)?
+    let other_id = store::users::find_id(ctx.db, other_name)?
         .ok_or_else(|| Error::not_found("User not found"))?;
-    let conversation_id = db::chat::open_conversation(ctx.db, me.user_id, other_id, db::now_us())?;
-    let read = db::chat::read_page_and_mark(ctx.db, conversation_id, me.user_id, before_id, limit);
+    let conversation_id = store::chat::open_conversation(ctx.db, me.user_id, other_id, store::now_us())?;
+    let read = store::chat::read_page_and_mark(ctx.db, conversation_id, me.user_id, before_id, limit);
     let (rows, has_more, marked, up_to) = match read.map_err(Error::from) {
         Ok(done) => done,
         // The disk is full (or the database busy): still show the page, unmarked; the
         // messages stay unread until a later read can record it.
         Err(Error::Unavailable(why)) => {
             log::warn!("messages: could not mark as read ({why}); serving the page unmarked");
-            let (rows, more) = db::chat::page(ctx.db, conversation_id, before_id, limit)?;
+            let (rows, more) = store::chat::page(ctx.db, conversation_id, before_id, limit)?;
             (rows, more, 0, None)
         }
         Err(e) => return Err(e),
@@ -228,7 +228,7 @@ pub fn send_message(ctx: &Ctx, req: &Request) -> Result<Response> {
             "Message content must be at most {MAX_CONTENT_CHARS} characters"
         )));
     }
-    let receiver_user = db::users::find_by_username(ctx.db, &receiver)?
+    let receiver_user = store::users::find_by_username(ctx.db, &receiver)?
         .filter(|u| u.is_active)
         .ok_or_else(|| Error::not_found("User not found"))?;
     // Counted only for a send that would be stored: a refused one (bad content, unknown
@@ -315,11 +315,11 @@ pub fn mark_as_read(ctx: &Ctx, req: &Request) -> Result<Response> {
     let conversation_id = body
         .conversation_id
         .ok_or_else(|| Error::bad_request("conversation_id is required"))?;
-    let (a, b) = db::chat::conversation_members(ctx.db, conversation_id)?
+    let (a, b) = store::chat::conversation_members(ctx.db, conversation_id)?
         .filter(|(a, b)| *a == me.user_id || *b == me.user_id)
         .ok_or_else(|| Error::not_found("Conversation not found"))?;
     let other = if a == me.user_id { b } else { a };
-    let (marked, up_to) = db::chat::mark_conversation_read(ctx.db, conversation_id, me.user_id)?;
+    let (marked, up_to) = store::chat::mark_conversation_read(ctx.db, conversation_id, me.user_id)?;
     if let (true, Some(up_to)) = (marked > 0, up_to) {
         ctx.app
             .hub

@@ -4,10 +4,13 @@
 pub mod accounts;
 pub mod admin;
 pub mod auth;
+pub mod ctx;
 pub mod health;
 pub mod invites;
 pub mod messages;
+pub mod metrics;
 pub mod openapi;
+pub mod routes;
 pub mod users;
 
 use std::collections::HashSet;
@@ -20,9 +23,9 @@ pub struct Presence {
 }
 
 impl Presence {
-    pub fn new(app: &crate::app::App) -> Presence {
+    pub fn new(app: &crate::api::ctx::App) -> Presence {
         Presence {
-            now: crate::db::now_us(),
+            now: crate::store::now_us(),
             streaming: app.hub.connected_users(),
         }
     }

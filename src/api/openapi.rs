@@ -1,7 +1,7 @@
 //! The OpenAPI 3 description of the whole API, served so clients and fuzzers can read the
 //! contract; a test keeps it in step with the route table.
 
-use crate::app::Ctx;
+use crate::api::ctx::Ctx;
 use crate::error::Result;
 use crate::http::{Request, Response};
 

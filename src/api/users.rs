@@ -1,7 +1,7 @@
 //! The user directory.
 
-use crate::app::{check_identity_field, Ctx};
-use crate::db;
+use crate::api::ctx::{check_identity_field, Ctx};
+use crate::store;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use crate::time::rfc3339;
@@ -42,7 +42,7 @@ pub fn users(ctx: &Ctx, req: &Request) -> Result<Response> {
         return Err(Error::bad_request("`offset` must not be negative"));
     }
     let search = req.query("search").map(str::trim).filter(|s| !s.is_empty());
-    let rows = db::users::list(ctx.db, me.user_id, search, limit, offset)?;
+    let rows = store::users::list(ctx.db, me.user_id, search, limit, offset)?;
     let presence = super::Presence::new(ctx.app);
     let users: Vec<UserOut> = rows
         .iter()

@@ -8,7 +8,7 @@
 //! but not stored), and the table keeps at most `MAX_ROWS` rows (the oldest beyond go).
 
 use crate::config::Config;
-use crate::db::{self, stats::LogEntry};
+use crate::store::{self, stats::LogEntry};
 use crate::live::Hub;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::collections::HashMap;
@@ -33,12 +33,8 @@ const STREAM_CHECK_EVERY: Duration = Duration::from_secs(30);
 /// once added 46 MB) then adds at most 600 rows, about 150 KB, a minute.
 pub const PER_CLIENT_PER_MINUTE: u32 = 600;
 
-/// Rows the request log keeps at most, besides `--log-retention-days`; the oldest beyond
-/// are deleted. A row takes about 250 bytes with its index (a browser's user agent is most
-/// of it; at most 450 with the longest kept), so the table stays under about 250 MB (450 MB
-/// at worst), small next to a database of messages and safe on a Raspberry Pi's SD card. It
-/// holds 30 days of a 30-person server making 1,000 requests per person a day.
-pub const MAX_ROWS: u64 = 1_000_000;
+/// Rows the request log keeps at most (see `config::LOG_MAX_ROWS`).
+pub const MAX_ROWS: u64 = crate::config::LOG_MAX_ROWS;
 
 /// Distinct clients counted per minute. Past this many in one minute (a flood from many
 /// addresses) the new ones share one count with the same bound, so the counts take at
@@ -115,7 +111,7 @@ pub fn start_with(
     limits: Limits,
 ) -> Result<(LogSender, JoinHandle<()>), String> {
     let (tx, rx) = bounded(QUEUE);
-    let conn = db::open(&config.db_path, config.sync)?;
+    let conn = store::open(&config.db_path, config.sync)?;
     let retention = config.log_retention_days;
     let throttled = Arc::new(AtomicU64::new(0));
     let per_client = PerClient::new(limits.per_client_per_minute, throttled.clone());
@@ -162,7 +158,7 @@ fn run(
             Err(RecvTimeoutError::Disconnected) => true,
         };
         if !batch.is_empty() || !counted_only.is_empty() {
-            if let Err(e) = db::stats::insert_log_batch(&conn, &batch, &counted_only, max_rows) {
+            if let Err(e) = store::stats::insert_log_batch(&conn, &batch, &counted_only, max_rows) {
                 log::error!(
                     "request log: dropped {} entries: {e}",
                     batch.len() + counted_only.len()
@@ -189,9 +185,9 @@ fn run(
 /// `max_rows`) and expired sessions. Every batch trims the table too; this catches up a
 /// table that was over the cap at start-up, in short transactions.
 pub fn housekeeping(conn: &rusqlite::Connection, retention_days: u32, max_rows: u64) {
-    let now = db::now_us();
+    let now = store::now_us();
     let cutoff = now - i64::from(retention_days) * crate::time::DAY_US;
-    match db::stats::prune_log(conn, cutoff) {
+    match store::stats::prune_log(conn, cutoff) {
         Ok(n) if n > 0 => {
             log::info!("request log: pruned {n} entries older than {retention_days} days")
         }
@@ -200,14 +196,14 @@ pub fn housekeeping(conn: &rusqlite::Connection, retention_days: u32, max_rows: 
     }
     let mut trimmed = 0;
     loop {
-        let chunk = db::write_tx(conn).and_then(|tx| {
-            let n = db::stats::trim_log(&tx, max_rows)?;
+        let chunk = store::write_tx(conn).and_then(|tx| {
+            let n = store::stats::trim_log(&tx, max_rows)?;
             tx.commit().map(|()| n)
         });
         match chunk {
             Ok(n) => {
                 trimmed += n;
-                if (n as u64) < db::stats::TRIM_CHUNK {
+                if (n as u64) < store::stats::TRIM_CHUNK {
                     break;
                 }
             }
@@ -220,7 +216,7 @@ pub fn housekeeping(conn: &rusqlite::Connection, retention_days: u32, max_rows: 
     if trimmed > 0 {
         log::info!("request log: deleted the {trimmed} oldest entries beyond {max_rows}");
     }
-    if let Err(e) = db::sessions::delete_expired(conn, now) {
+    if let Err(e) = store::sessions::delete_expired(conn, now) {
         log::error!("sessions: cleanup failed: {e}");
     }
 }
@@ -228,14 +224,14 @@ pub fn housekeeping(conn: &rusqlite::Connection, retention_days: u32, max_rows: 
 /// Closes the event streams of sessions that expired or were revoked (by logout elsewhere,
 /// a password change, or deactivation from the command line).
 pub fn close_ended_streams(conn: &rusqlite::Connection, hub: &Hub) {
-    let now = db::now_us();
+    let now = store::now_us();
     let hashes = hub.session_hashes();
     if hashes.is_empty() {
         return;
     }
     let mut ended = Vec::new();
     for h in hashes {
-        match db::sessions::find(conn, &h) {
+        match store::sessions::find(conn, &h) {
             Ok(Some(s)) if s.is_valid(now) => {}
             Ok(_) => ended.push(h),
             Err(e) => log::error!("stream check: {e}"),

@@ -2,20 +2,22 @@
 //! connection), the per-request pipeline (parse, CORS, body limit, route, catch panics,
 //! log), and graceful shutdown.
 
-use crate::access::Access;
-use crate::app::{App, Ctx};
-use crate::assets;
-use crate::backup_schedule::BackupThread;
+pub mod access;
+pub mod assets;
+
+use crate::server::access::Access;
+use crate::api::ctx::{App, Ctx};
+use crate::ops::backup_schedule::BackupThread;
 use crate::config::Config;
-use crate::db::{self, stats::LogEntry};
+use crate::store::{self, stats::LogEntry};
 use crate::error::Error;
 use crate::http::{Done, Method, Request, Response, Taken};
 use crate::live::Hub;
-use crate::lock::{self, DbLock, Holder};
-use crate::metrics::{self, Metrics};
-use crate::reqlog;
-use crate::router;
-use crate::writer::MessageWriter;
+use crate::ops::lock::{self, DbLock, Holder};
+use crate::ops::metrics::{self, Metrics};
+use crate::ops::reqlog;
+use crate::api::routes;
+use crate::store::writer::MessageWriter;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use rusqlite::Connection;
 use std::io::Read;
@@ -59,8 +61,8 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
             ));
         }
     }
-    let mut conn = db::open(&config.db_path, config.sync)?;
-    db::migrate(&mut conn)?;
+    let mut conn = store::open(&config.db_path, config.sync)?;
+    store::migrate(&mut conn)?;
     drop(conn);
 
     let listener = bind(config.bind)?;
@@ -72,7 +74,7 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
     let http = Arc::new(http);
 
     let hub = Arc::new(Hub::new(config.max_streams, config.max_streams_per_user));
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new(routes::ROUTES.iter().map(|r| r.path)));
     let (log, log_thread) = reqlog::start(&config, hub.clone())?;
     let (writer, writer_threads) = MessageWriter::start(&config, hub.clone(), metrics.clone())?;
     let threads = config.threads.max(1);
@@ -92,7 +94,7 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
     let (password_queue, password_rx) = bounded::<Incoming>(PASSWORD_QUEUE);
     let mut password_workers = Vec::with_capacity(password_threads);
     for i in 0..password_threads {
-        let conn = db::open(&app.config.db_path, app.config.sync)?;
+        let conn = store::open(&app.config.db_path, app.config.sync)?;
         let (app, rx) = (app.clone(), password_rx.clone());
         let handle = std::thread::Builder::new()
             .name(format!("password-{i}"))
@@ -103,7 +105,7 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
 
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads {
-        let conn = db::open(&app.config.db_path, app.config.sync)?;
+        let conn = store::open(&app.config.db_path, app.config.sync)?;
         let (app, http, stopping) = (app.clone(), http.clone(), stopping.clone());
         let queue = password_queue.clone();
         let handle = std::thread::Builder::new()
@@ -298,12 +300,12 @@ impl Incoming {
         let route = target
             .as_ref()
             .ok()
-            .and_then(|(path, _)| router::find_index(path));
+            .and_then(|(path, _)| routes::find_index(path));
         Incoming { rq, target, route }
     }
 
     fn uses_password_pool(&self) -> bool {
-        self.route.is_some_and(|i| router::ROUTES[i].password)
+        self.route.is_some_and(|i| routes::ROUTES[i].password)
     }
 }
 
@@ -403,11 +405,11 @@ pub fn cors_headers(config: &Config, req: &Request) -> Vec<(String, String)> {
     }
 }
 
-fn preflight(config: &Config, req: &Request, route: Option<&router::Route>) -> Response {
+fn preflight(config: &Config, req: &Request, route: Option<&routes::Route>) -> Response {
     let Some(route) = route else {
         return Response::error(&Error::not_found("Not found"));
     };
-    let allowed = router::allowed(route).join(", ");
+    let allowed = routes::allowed(route).join(", ");
     let mut resp = Response::new(204).with_header("Allow", &allowed);
     let cors = cors_headers(config, req);
     if !cors.is_empty() {
@@ -431,7 +433,7 @@ fn handle(app: &App, conn: &Connection, incoming: Incoming, refused: Option<Erro
         target: parsed,
         route: route_index,
     } = incoming;
-    let route = route_index.map(|i| &router::ROUTES[i]);
+    let route = route_index.map(|i| &routes::ROUTES[i]);
     let started = Instant::now();
     let method = Method::parse(rq.method().as_str());
     let headers = header_pairs(&rq);
@@ -443,12 +445,12 @@ fn handle(app: &App, conn: &Connection, incoming: Incoming, refused: Option<Erro
         Ok((path, _)) => path == "/api" || path.starts_with("/api/"),
         Err(_) => target.starts_with("/api"),
     };
-    let is_metrics = matches!(&parsed, Ok((path, _)) if router::normalize(path) == metrics::PATH);
+    let is_metrics = matches!(&parsed, Ok((path, _)) if crate::http::normalize(path) == metrics::PATH);
     let slot = match &parsed {
-        Ok(_) if is_api => route_index.unwrap_or(metrics::OTHER),
-        Ok(_) if is_metrics => metrics::METRICS,
-        Ok(_) => metrics::STATIC,
-        Err(_) => metrics::OTHER,
+        Ok(_) if is_api => route_index.unwrap_or(app.metrics.other()),
+        Ok(_) if is_metrics => app.metrics.metrics(),
+        Ok(_) => app.metrics.static_files(),
+        Err(_) => app.metrics.other(),
     };
     let mut access = Access::new(app.metrics.clone(), started, method, slot, &target);
     let mut req = Request {
@@ -467,7 +469,7 @@ fn handle(app: &App, conn: &Connection, incoming: Incoming, refused: Option<Erro
             req.query = query;
             if is_metrics {
                 // Before the UI files, which would answer any other path with the app.
-                metrics::scrape(&ctx, &req, peer)
+                crate::api::metrics::scrape(&ctx, &req, peer)
             } else if !is_api {
                 let if_none_match = req.header("if-none-match");
                 assets::serve(
@@ -507,7 +509,7 @@ fn handle(app: &App, conn: &Connection, incoming: Incoming, refused: Option<Erro
                 .push(("Cache-Control".into(), "no-store".into()));
         }
         entry = Some(LogEntry {
-            created_at: db::now_us(),
+            created_at: store::now_us(),
             method: method.as_str().to_string(),
             endpoint: log_label(route).to_string(),
             status: resp.status,
@@ -548,7 +550,7 @@ fn handle(app: &App, conn: &Connection, incoming: Incoming, refused: Option<Erro
 /// The endpoint a request-log row names: the route's own path, never what the client typed
 /// (a query could carry a password, and every unknown path its own row), so unknown paths
 /// share one label.
-fn log_label(route: Option<&router::Route>) -> &'static str {
+fn log_label(route: Option<&routes::Route>) -> &'static str {
     route.map_or(UNKNOWN_ROUTE, |r| r.path)
 }
 
@@ -563,8 +565,8 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 /// Runs the handler; a panic becomes a `500` and the worker lives on.
-fn run_handler(ctx: &Ctx, req: &Request, route: Option<&router::Route>) -> Response {
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| router::dispatch(ctx, req, route)));
+fn run_handler(ctx: &Ctx, req: &Request, route: Option<&routes::Route>) -> Response {
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| routes::dispatch(ctx, req, route)));
     let result = outcome.unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<&str>()

@@ -12,9 +12,9 @@
 //! (a stream holds at most one page in memory, however long the history), or, beyond the
 //! replay window, one `resync` event: it reloads its state and continues live.
 
-use crate::app::Ctx;
+use crate::api::ctx::Ctx;
 use crate::config::SyncMode;
-use crate::db::{self, chat::MessageRow, chat::ReplayPage};
+use crate::store::{self, chat::MessageRow, chat::ReplayPage};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response, Taken};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
@@ -430,11 +430,11 @@ pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
                 .map_err(|_| Error::bad_request("Last-Event-ID must be a message id"))?,
         ),
     };
-    let contacts = db::chat::contacts_of(ctx.db, me.user_id)?;
+    let contacts = store::chat::contacts_of(ctx.db, me.user_id)?;
     // The newest message now stored is read before subscribing and the replay after: a
     // message committed in between is then in the replay, the queue, or both, and the
     // cursor drops the duplicate. A fresh stream starts after it.
-    let newest = db::chat::max_message_id(ctx.db)?;
+    let newest = store::chat::max_message_id(ctx.db)?;
     let (after, resync) = match last_id.map(|id| id.max(0)) {
         None => (newest, None),
         Some(id) if beyond_replay_window(ctx.db, id, newest)? => (newest, Some(newest)),
@@ -446,12 +446,12 @@ pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
         &me.username,
         me.token_hash.clone(),
         contacts,
-        crate::proxy::client_network(req.client_ip),
+        crate::http::proxy::client_network(req.client_ip),
         config.streams_per_address,
     )?;
     // One page here (on failure `registration` gives the place back); the stream's thread
     // reads any further pages itself.
-    let first = db::chat::replay_page(ctx.db, me.user_id, after, REPLAY_PAGE, REPLAY_PAGE_BYTES)?;
+    let first = store::chat::replay_page(ctx.db, me.user_id, after, REPLAY_PAGE, REPLAY_PAGE_BYTES)?;
     let replay = Replay {
         user_id: me.user_id,
         after,
@@ -494,8 +494,8 @@ fn beyond_replay_window(conn: &Connection, last: i64, newest: i64) -> Result<boo
     if newest.saturating_sub(last) > REPLAY_WINDOW_EVENTS {
         return Ok(true);
     }
-    let oldest_allowed = db::now_us() - REPLAY_WINDOW_AGE.as_micros() as i64;
-    Ok(db::chat::first_message_time_after(conn, last)?.is_some_and(|t| t < oldest_allowed))
+    let oldest_allowed = store::now_us() - REPLAY_WINDOW_AGE.as_micros() as i64;
+    Ok(store::chat::first_message_time_after(conn, last)?.is_some_and(|t| t < oldest_allowed))
 }
 
 fn write_event(w: &mut dyn Write, id: i64, name: &str, data: &str) -> std::io::Result<()> {
@@ -619,7 +619,7 @@ fn send_missed(
         }
         let c = match conn {
             Some(ref c) => c,
-            None => match db::open_read_only(&replay.db_path, replay.sync, REPLAY_CACHE_KIB) {
+            None => match store::open_read_only(&replay.db_path, replay.sync, REPLAY_CACHE_KIB) {
                 Ok(c) => conn.insert(c),
                 Err(e) => {
                     log::warn!("event stream replay: {e}");
@@ -630,7 +630,7 @@ fn send_missed(
         // One page in memory at a time: this one goes before the next is read.
         drop(std::mem::take(&mut page.messages));
         page =
-            match db::chat::replay_page(c, replay.user_id, *cursor, REPLAY_PAGE, REPLAY_PAGE_BYTES)
+            match store::chat::replay_page(c, replay.user_id, *cursor, REPLAY_PAGE, REPLAY_PAGE_BYTES)
             {
                 Ok(p) => p,
                 Err(e) => {
@@ -655,15 +655,15 @@ pub fn typing(ctx: &Ctx, req: &Request) -> Result<Response> {
     let body: TypingBody = req.json()?;
     let (conversation_id, other) = match (body.conversation_id, body.other_username) {
         (Some(cid), _) => {
-            let (a, b) = db::chat::conversation_members(ctx.db, cid)?
+            let (a, b) = store::chat::conversation_members(ctx.db, cid)?
                 .filter(|(a, b)| *a == me.user_id || *b == me.user_id)
                 .ok_or_else(|| Error::not_found("Conversation not found"))?;
             (cid, if a == me.user_id { b } else { a })
         }
         (None, Some(name)) if !name.is_empty() => {
-            let other = db::users::find_id(ctx.db, &name)?
+            let other = store::users::find_id(ctx.db, &name)?
                 .ok_or_else(|| Error::not_found("User not found"))?;
-            let cid = db::chat::conversation_between(ctx.db, me.user_id, other)?
+            let cid = store::chat::conversation_between(ctx.db, me.user_id, other)?
                 .ok_or_else(|| Error::not_found("Conversation not found"))?;
             (cid, other)
         }
@@ -762,7 +762,7 @@ mod tests {
 
     fn chat_db() -> Connection {
         let mut conn = Connection::open_in_memory().unwrap();
-        db::migrate(&mut conn).unwrap();
+        store::migrate(&mut conn).unwrap();
         conn.execute_batch(
             "INSERT INTO users (id, username, email, password_hash, last_activity, date_joined)
              VALUES (1, 'ann', 'ann@example.com', '', 0, 0),
@@ -792,7 +792,7 @@ mod tests {
         let plan: Vec<String> = conn
             .prepare(&format!(
                 "EXPLAIN QUERY PLAN {}",
-                db::chat::replay_page_sql()
+                store::chat::replay_page_sql()
             ))
             .unwrap()
             .query_map(
@@ -817,7 +817,7 @@ mod tests {
         let mut pages = Vec::new();
         loop {
             let page =
-                db::chat::replay_page(&conn, 1, after, REPLAY_PAGE, REPLAY_PAGE_BYTES).unwrap();
+                store::chat::replay_page(&conn, 1, after, REPLAY_PAGE, REPLAY_PAGE_BYTES).unwrap();
             let ids: Vec<i64> = page.messages.iter().map(|m| m.id).collect();
             after = *ids.last().unwrap_or(&after);
             pages.push((ids, page.more));
@@ -841,7 +841,7 @@ mod tests {
     fn the_replay_window() {
         let conn = chat_db();
         let day = 24 * 3600 * 1_000_000;
-        let now = db::now_us();
+        let now = store::now_us();
         let old = insert(&conn, 1, 1, now - 8 * day);
         let recent = insert(&conn, 1, 1, now - 6 * day);
         let newest = recent;

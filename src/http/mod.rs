@@ -2,6 +2,8 @@
 //! of paths, queries, cookies and bearer tokens, JSON bodies (Content-Type and size checked
 //! first), and the JSON/error responses with their standard headers.
 
+pub mod proxy;
+
 use crate::error::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -438,5 +440,15 @@ impl Response {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+}
+
+
+/// `/api/login/` and `/api/login` are the same route.
+pub fn normalize(path: &str) -> &str {
+    if path.len() > 1 {
+        path.strip_suffix('/').unwrap_or(path)
+    } else {
+        path
     }
 }

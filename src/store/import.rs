@@ -41,7 +41,7 @@ pub fn insert_user(conn: &Connection, u: &ImportedUser) -> rusqlite::Result<()> 
                  :superuser, :activity, :count, :joined)",
     )?
     .execute(named_params! {
-        ":id": u.id, ":username": u.username, ":key": crate::auth::name_key(u.username),
+        ":id": u.id, ":username": u.username, ":key": super::users::name_key(u.username),
         ":email": u.email, ":hash": u.password_hash,
         ":first": u.first_name, ":last": u.last_name, ":active": u.is_active,
         ":admin": u.is_admin, ":superuser": u.is_superuser, ":activity": u.last_activity,

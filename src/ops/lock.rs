@@ -61,7 +61,7 @@ pub fn resolve(db: &Path) -> PathBuf {
 }
 
 pub fn lock_path(db: &Path) -> PathBuf {
-    crate::db::with_suffix(&resolve(db), ".lock")
+    crate::store::with_suffix(&resolve(db), ".lock")
 }
 
 /// Takes the lock without waiting. On failure the error names the process holding it.

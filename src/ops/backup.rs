@@ -4,7 +4,7 @@
 //! disk therefore never leaves a partial backup under a name that looks finished.
 
 use crate::config::SyncMode;
-use crate::db::{self, backup::Summary};
+use crate::store::{self, backup::Summary};
 use crossbeam_channel::{Receiver, TryRecvError};
 use std::fs::{self, File};
 use std::io::ErrorKind;
@@ -90,18 +90,18 @@ fn split(dest: &Path) -> Result<(PathBuf, String), String> {
 /// Copies, converts and checks into `scratch`, then syncs it to disk.
 fn write_checked(db: &Path, scratch: &Path, cancel: &Cancel) -> Result<Summary, String> {
     // Only reads: the durability setting does not matter.
-    let src = db::open(db, SyncMode::Normal)?;
+    let src = store::open(db, SyncMode::Normal)?;
     create_private(scratch)?;
     {
-        let mut copy = db::backup::create_copy(scratch)?;
-        db::backup::online_copy(&src, &mut copy, &|| cancel.is_set())?;
+        let mut copy = store::backup::create_copy(scratch)?;
+        store::backup::online_copy(&src, &mut copy, &|| cancel.is_set())?;
     }
     drop(src);
-    let copy = db::backup::open_copy(scratch)?;
+    let copy = store::backup::open_copy(scratch)?;
     // The check of a large copy takes a while: let a shutdown interrupt it too.
     let interrupt = cancel.clone();
     copy.progress_handler(100_000, Some(move || interrupt.is_set()));
-    let checked = db::backup::make_self_contained(&copy).and_then(|()| db::backup::check(&copy));
+    let checked = store::backup::make_self_contained(&copy).and_then(|()| store::backup::check(&copy));
     drop(copy);
     if cancel.is_set() {
         return Err("stopped: the server is shutting down".into());
@@ -160,7 +160,7 @@ pub fn sync_dir(file: &Path) {
 /// Removes a scratch database and whatever SQLite may have left beside it.
 pub fn remove_scratch(path: &Path) {
     for suffix in ["", "-journal", "-wal", "-shm"] {
-        let p = crate::db::with_suffix(path, suffix);
+        let p = crate::store::with_suffix(path, suffix);
         match fs::remove_file(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {}

@@ -27,16 +27,18 @@
 //! - A conversation without messages is listed for neither member until one of them opens
 //!   it (the original did not record who opened it; see migrations/003).
 
-use crate::auth::{hash_kind, HashKind};
-use crate::cli::{self, CliResult};
+use crate::domain::auth::{hash_kind, HashKind};
 use crate::config::SyncMode;
-use crate::db::{self, django, import};
+use crate::store::{self, django, import};
 use crate::time::start_of_day;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use rusqlite::types::Value;
 use rusqlite::Connection;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+
+/// The import's errors are messages for the command line.
+type ImportResult<T = ()> = Result<T, String>;
 
 /// What an import brought over, and what the operator should know about it.
 #[derive(Debug, Default)]
@@ -121,7 +123,7 @@ struct Source {
 
 impl Source {
     /// Fails, naming the table or column, when something required is missing.
-    fn find(conn: &Connection, table: &'static str, wants: &'static [Want]) -> CliResult<Self> {
+    fn find(conn: &Connection, table: &'static str, wants: &'static [Want]) -> ImportResult<Self> {
         let present = django::table_columns(conn, table)
             .map_err(|e| format!("cannot read the layout of table {table}: {e}"))?
             .ok_or_else(|| {
@@ -153,7 +155,7 @@ impl Source {
     }
 
     /// Calls `f` with each row, in the order of the first column (the id).
-    fn each(&self, conn: &Connection, mut f: impl FnMut(&Row) -> CliResult) -> CliResult {
+    fn each(&self, conn: &Connection, mut f: impl FnMut(&Row) -> ImportResult) -> ImportResult {
         let columns: Vec<Option<&str>> = self.columns.iter().map(|c| c.as_deref()).collect();
         let order_by = columns[0].expect("the first column is required");
         django::for_each_row(conn, self.table, &columns, order_by, |values| {
@@ -192,7 +194,7 @@ impl Row<'_> {
         )
     }
 
-    fn int(&self, name: &str) -> CliResult<Option<i64>> {
+    fn int(&self, name: &str) -> ImportResult<Option<i64>> {
         match self.get(name) {
             Value::Null => Ok(None),
             Value::Integer(i) => Ok(Some(*i)),
@@ -201,11 +203,11 @@ impl Row<'_> {
         }
     }
 
-    fn req_int(&self, name: &str) -> CliResult<i64> {
+    fn req_int(&self, name: &str) -> ImportResult<i64> {
         self.int(name)?.ok_or_else(|| self.bad(name, "is missing"))
     }
 
-    fn text(&self, name: &str) -> CliResult<Option<String>> {
+    fn text(&self, name: &str) -> ImportResult<Option<String>> {
         match self.get(name) {
             Value::Null => Ok(None),
             Value::Text(t) => Ok(Some(t.clone())),
@@ -217,11 +219,11 @@ impl Row<'_> {
         }
     }
 
-    fn req_text(&self, name: &str) -> CliResult<String> {
+    fn req_text(&self, name: &str) -> ImportResult<String> {
         self.text(name)?.ok_or_else(|| self.bad(name, "is missing"))
     }
 
-    fn flag(&self, name: &str) -> CliResult<Option<bool>> {
+    fn flag(&self, name: &str) -> ImportResult<Option<bool>> {
         match self.get(name) {
             Value::Null => Ok(None),
             Value::Integer(i) => Ok(Some(*i != 0)),
@@ -234,7 +236,7 @@ impl Row<'_> {
         }
     }
 
-    fn time(&self, name: &str) -> CliResult<Option<i64>> {
+    fn time(&self, name: &str) -> ImportResult<Option<i64>> {
         match self.get(name) {
             Value::Null => Ok(None),
             Value::Text(t) => parse_django_time(t)
@@ -244,7 +246,7 @@ impl Row<'_> {
         }
     }
 
-    fn req_time(&self, name: &str) -> CliResult<i64> {
+    fn req_time(&self, name: &str) -> ImportResult<i64> {
         self.time(name)?.ok_or_else(|| self.bad(name, "is missing"))
     }
 }
@@ -322,7 +324,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// Imports the Django database at `source` into the (empty) White Beat database at `db_path`.
 /// Every table and column is checked before anything is written; a failure after that
 /// rolls the whole import back.
-pub fn import(source: &Path, db_path: &Path, sync: SyncMode) -> CliResult<Report> {
+pub fn import(source: &Path, db_path: &Path, sync: SyncMode) -> ImportResult<Report> {
     if same_file(source, db_path) {
         return Err(format!(
             "{} is the Django database itself; name a new White Beat database with --db",
@@ -354,11 +356,11 @@ pub fn import(source: &Path, db_path: &Path, sync: SyncMode) -> CliResult<Report
         .map_err(|e| format!("cannot read the Admin group: {e}"))?;
 
     // Like a restore, an import replaces what a server would be serving: not under one.
-    let _lock = crate::lock::acquire(&crate::lock::resolve(db_path), crate::lock::Holder::Import)
+    let _lock = crate::ops::lock::acquire(&crate::ops::lock::resolve(db_path), crate::ops::lock::Holder::Import)
         .map_err(|e| format!("cannot import: {e}"))?;
-    let conn = cli::open_db(db_path, sync)?;
+    let conn = crate::store::open_migrated(db_path, sync)?;
     let failed = |e: rusqlite::Error| format!("import failed, nothing was written: {e}");
-    let tx = db::write_tx(&conn).map_err(failed)?;
+    let tx = store::write_tx(&conn).map_err(failed)?;
     if !import::is_empty(&tx).map_err(failed)? {
         return Err(format!(
             "{} already has users or messages; import-django only fills an empty database",
@@ -409,7 +411,7 @@ struct Import<'a> {
 }
 
 /// A user id from `row` that was imported (a dangling one would break a foreign key).
-fn known_user(user_ids: &HashSet<i64>, row: &Row, name: &str) -> CliResult<i64> {
+fn known_user(user_ids: &HashSet<i64>, row: &Row, name: &str) -> ImportResult<i64> {
     let id = row.req_int(name)?;
     if user_ids.contains(&id) {
         Ok(id)
@@ -423,7 +425,7 @@ fn db_err(e: rusqlite::Error) -> String {
 }
 
 impl Import<'_> {
-    fn users(&mut self, users: &Source, profiles: &Source, admins: &HashSet<i64>) -> CliResult {
+    fn users(&mut self, users: &Source, profiles: &Source, admins: &HashSet<i64>) -> ImportResult {
         let mut by_user: HashMap<i64, Profile> = HashMap::new();
         profiles.each(self.django, |row| {
             let profile = Profile {
@@ -447,7 +449,7 @@ impl Import<'_> {
             let date_joined = row.req_time("date_joined")?;
             let profile = by_user.remove(&id).unwrap_or_default();
             let is_admin = admins.contains(&id);
-            let default_email = crate::auth::default_email(&username);
+            let default_email = crate::domain::auth::default_email(&username);
             let wanted = row.text("email")?.unwrap_or_default().trim().to_string();
             // SQLite's NOCASE folds ASCII letters only: the same rule here, so what passes
             // this check passes the unique index.
@@ -513,7 +515,7 @@ impl Import<'_> {
             Ok(())
         })?;
 
-        let alike = db::users::look_alike_groups(self.conn).map_err(db_err)?;
+        let alike = store::users::look_alike_groups(self.conn).map_err(db_err)?;
         if !alike.is_empty() {
             let groups: Vec<String> = alike.iter().map(|names| names.join(" and ")).collect();
             self.warnings.push(format!(
@@ -556,7 +558,7 @@ impl Import<'_> {
         Ok(())
     }
 
-    fn conversations(&mut self, source: &Source) -> CliResult {
+    fn conversations(&mut self, source: &Source) -> ImportResult {
         let mut merged = 0;
         let mut rows = Vec::new();
         source.each(self.django, |row| {
@@ -605,7 +607,7 @@ impl Import<'_> {
         Ok(())
     }
 
-    fn messages(&mut self, source: &Source) -> CliResult {
+    fn messages(&mut self, source: &Source) -> ImportResult {
         let mut new_conversations = 0;
         source.each(self.django, |row| {
             let id = row.req_int("id")?;
@@ -663,7 +665,7 @@ impl Import<'_> {
 
     /// What the send path and the triggers keep: last messages, message counts, the daily
     /// figures and the totals.
-    fn finish(&mut self) -> rusqlite::Result<db::stats::Counters> {
+    fn finish(&mut self) -> rusqlite::Result<store::stats::Counters> {
         for c in self.conversations.values() {
             if let Some(last) = c.last_message_id {
                 import::finish_conversation(self.conn, c.id, c.updated_at, last)?;
@@ -676,10 +678,10 @@ impl Import<'_> {
             }
         }
         for (day, n) in &self.signups_per_day {
-            db::stats::bump_daily(self.conn, *day, "signups", *n)?;
+            store::stats::bump_daily(self.conn, *day, "signups", *n)?;
         }
         for (day, n) in &self.messages_per_day {
-            db::stats::bump_daily(self.conn, *day, "messages", *n)?;
+            store::stats::bump_daily(self.conn, *day, "messages", *n)?;
         }
         import::recount(self.conn)
     }

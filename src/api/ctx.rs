@@ -1,15 +1,15 @@
 //! The shared state of a running server (`App`, one per process) and the per-request
 //! context handlers receive (`Ctx`: the app, this worker's connection, who is asking).
 
-use crate::auth::{self, Identity, LoginThrottle, PasswordHasher};
+use crate::domain::auth::{self, Identity, LoginThrottle, PasswordHasher};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::http::Request;
 use crate::live::Hub;
-use crate::metrics::Metrics;
-use crate::rate_limit::RateLimit;
-use crate::reqlog::LogSender;
-use crate::writer::MessageWriter;
+use crate::ops::metrics::Metrics;
+use crate::domain::rate_limit::RateLimit;
+use crate::ops::reqlog::LogSender;
+use crate::store::writer::MessageWriter;
 use rusqlite::Connection;
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -84,7 +84,10 @@ impl<'a> Ctx<'a> {
         if let Some(known) = self.identity.borrow().as_ref() {
             return Ok(known.clone());
         }
-        let found = auth::authenticate(self, req)?;
+        let token = req
+            .bearer_token()
+            .or_else(|| req.cookie(auth::SESSION_COOKIE));
+        let found = auth::authenticate(self.db, token, self.app.config.session_idle)?;
         *self.identity.borrow_mut() = Some(found.clone());
         Ok(found)
     }

@@ -1,8 +1,25 @@
 //! Accounts: the users table with the original's profile fields and Admin-group flag, and
-//! the look-alike key (`name_key`, see `auth::name_key`) that keeps a new username from
+//! the look-alike key (`name_key`) that keeps a new username from
 //! imitating an existing one.
 
 use rusqlite::{named_params, Connection, OptionalExtension, Row};
+
+/// What two usernames share when they look alike: the UTS #39 confusable skeleton of the
+/// name after compatibility normalisation (NFKC) and case folding. `admin`, `Admin`, `аdmin`
+/// (Cyrillic а), `ａｄｍｉｎ` (full width), `𝐚𝐝𝐦𝐢𝐧` (mathematical bold) and `adrnin` all have
+/// the key of `admin`. A new account's key must be free (`create`); logins stay
+/// by the exact name.
+///
+/// Case folding is Unicode's full mapping approximated by upper- then lower-casing (which
+/// folds `ß` with `ss` and `ς` with `σ`), between two NFKC passes so that compatibility
+/// characters without a case of their own (mathematical capitals) fold too. The tables
+/// are those of the `unicode-normalization` and `unicode-security` crates.
+pub fn name_key(username: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let compatible: String = username.nfkc().collect();
+    let folded: String = compatible.to_uppercase().to_lowercase().nfkc().collect();
+    unicode_security::skeleton(&folded).collect()
+}
 
 #[derive(Clone, Debug)]
 pub struct User {
@@ -75,7 +92,7 @@ impl From<rusqlite::Error> for CreateUserError {
 /// the use of the invite and the insert share one write transaction, so a refused sign-up
 /// leaves nothing behind and two look-alike sign-ups racing each other cannot both win.
 pub fn create(conn: &Connection, u: &NewUser) -> Result<i64, CreateUserError> {
-    let key = crate::auth::name_key(u.username);
+    let key = name_key(u.username);
     let tx = super::write_tx(conn)?;
     let filled = fill_name_keys(&tx)?;
     let refused = match name_clash_key(&tx, u.username, &key)? {
@@ -131,7 +148,7 @@ pub enum NameClash {
 /// stored; the authoritative check is the one `create` repeats inside its write
 /// transaction.
 pub fn name_clash(conn: &Connection, username: &str) -> rusqlite::Result<Option<NameClash>> {
-    name_clash_key(conn, username, &crate::auth::name_key(username))
+    name_clash_key(conn, username, &name_key(username))
 }
 
 fn name_clash_key(
@@ -165,7 +182,7 @@ pub fn fill_name_keys(conn: &Connection) -> rusqlite::Result<usize> {
         .collect::<rusqlite::Result<_>>()?;
     let mut set = conn.prepare_cached("UPDATE users SET name_key = ?2 WHERE id = ?1")?;
     for (id, username) in &missing {
-        set.execute(rusqlite::params![id, crate::auth::name_key(username)])?;
+        set.execute(rusqlite::params![id, name_key(username)])?;
     }
     Ok(missing.len())
 }

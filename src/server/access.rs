@@ -8,7 +8,7 @@
 //! without its query string: tokens and search terms never reach the logs.
 
 use crate::http::Method;
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;

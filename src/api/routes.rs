@@ -1,9 +1,9 @@
 //! The one route table: every API path with its methods and handlers. Paths match with or
-//! without a trailing slash; a known path with the wrong method is `405` with `Allow`; an
-//! unknown path under `/api/` is a JSON `404`.
+//! without a trailing slash (`http::normalize`); a known path with the wrong method is `405`
+//! with `Allow`; an unknown path under `/api/` is a JSON `404`.
 
 use crate::api;
-use crate::app::Ctx;
+use crate::api::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::http::{Method, Request, Response};
 use crate::live;
@@ -134,18 +134,9 @@ pub static ROUTES: &[Route] = &[
     },
 ];
 
-/// `/api/login/` and `/api/login` are the same route.
-pub fn normalize(path: &str) -> &str {
-    if path.len() > 1 {
-        path.strip_suffix('/').unwrap_or(path)
-    } else {
-        path
-    }
-}
-
 /// The position in `ROUTES` of a decoded path's route.
 pub fn find_index(path: &str) -> Option<usize> {
-    let path = normalize(path);
+    let path = crate::http::normalize(path);
     ROUTES.iter().position(|r| r.path == path)
 }
 

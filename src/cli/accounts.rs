@@ -2,16 +2,16 @@
 //! `whitebeat invite create|list|revoke`. They print plain tables for a terminal.
 
 use crate::api::invites::limits;
-use crate::auth;
+use crate::domain::auth;
 use crate::cli::CliResult;
-use crate::db::{self, invites::Invite, invites::NewInvite};
+use crate::store::{self, invites::Invite, invites::NewInvite};
 use crate::time::{day, rfc3339};
 use rusqlite::Connection;
 
 /// Every account, one line each: id, username, email, role, state, joined, messages.
 pub fn list_users(conn: &Connection, search: Option<&str>) -> CliResult<String> {
     let (rows, total) =
-        db::users::accounts(conn, search, i64::MAX, 0).map_err(|e| e.to_string())?;
+        store::users::accounts(conn, search, i64::MAX, 0).map_err(|e| e.to_string())?;
     let mut out = format!(
         "{:>6}  {:<24} {:<32} {:<6} {:<8} {:<10} {:>8}\n",
         "ID", "USERNAME", "EMAIL", "ROLE", "STATE", "JOINED", "MESSAGES"
@@ -34,11 +34,11 @@ pub fn list_users(conn: &Connection, search: Option<&str>) -> CliResult<String> 
 
 /// A new invite; `uses` 0 and `days` 0 mean no limit.
 pub fn create_invite(conn: &Connection, uses: i64, days: f64, note: &str) -> CliResult<Invite> {
-    let now = db::now_us();
+    let now = store::now_us();
     let (max_uses, expires_at) =
         limits(Some(uses), Some(days), now).map_err(|e| e.user_message())?;
     let code = auth::new_invite_code().map_err(|e| e.to_string())?;
-    db::invites::create(
+    store::invites::create(
         conn,
         &NewInvite {
             code: &code,
@@ -54,8 +54,8 @@ pub fn create_invite(conn: &Connection, uses: i64, days: f64, note: &str) -> Cli
 
 /// Every invite, newest first, one line each.
 pub fn list_invites(conn: &Connection) -> CliResult<String> {
-    let now = db::now_us();
-    let invites = db::invites::list(conn).map_err(|e| e.to_string())?;
+    let now = store::now_us();
+    let invites = store::invites::list(conn).map_err(|e| e.to_string())?;
     let mut out = format!(
         "{:>4}  {:<24} {:<8} {:>9} {:<20} {}\n",
         "ID", "CODE", "STATE", "USES", "EXPIRES", "NOTE"
@@ -85,7 +85,7 @@ pub fn list_invites(conn: &Connection) -> CliResult<String> {
 
 pub fn revoke_invite(conn: &Connection, id_or_code: &str) -> CliResult {
     let key = id_or_code.trim().to_ascii_lowercase();
-    if db::invites::revoke(conn, &key, db::now_us()).map_err(|e| e.to_string())? {
+    if store::invites::revoke(conn, &key, store::now_us()).map_err(|e| e.to_string())? {
         Ok(())
     } else {
         Err(format!("no invite with id or code `{id_or_code}`"))

@@ -1,7 +1,8 @@
 //! The store: opening the SQLite file with every pragma in one place (and owner-only file
 //! permissions, since it holds every password hash and message), migrations by
 //! `PRAGMA user_version`, and (in the submodules) every SQL statement of the product as
-//! free functions on `&Connection`. Nothing outside `db/` writes SQL.
+//! free functions on `&Connection`. Nothing outside `store/` writes SQL; the single message writer (`writer`) commits
+//! every send.
 
 pub mod backup;
 pub mod chat;
@@ -11,6 +12,7 @@ pub mod invites;
 pub mod sessions;
 pub mod stats;
 pub mod users;
+pub mod writer;
 
 use crate::config::SyncMode;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
@@ -61,6 +63,24 @@ fn fill_name_keys(conn: &Connection) -> rusqlite::Result<()> {
 
 /// The schema version this binary writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Opens and migrates the database, refusing a path whose directory does not exist (the
+/// administrative commands and the import work on an up-to-date schema).
+pub fn open_migrated(path: &Path, sync: SyncMode) -> Result<Connection, String> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            return Err(format!(
+                "cannot open database {}: directory {} does not exist",
+                path.display(),
+                parent.display()
+            ));
+        }
+    }
+    let mut conn = open(path, sync)?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
 
 /// Opens (creating if needed) the database with the pragmas every connection needs. A new
 /// database file is created readable and writable by its owner only, whatever the umask.

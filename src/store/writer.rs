@@ -8,10 +8,10 @@
 //! hub, in id order, and writes its `201`. A `201` therefore still means "on disk".
 
 use crate::config::Config;
-use crate::db::{self, chat::MessageRow, chat::NewMessage, chat::SentMessage};
+use crate::store::{self, chat::MessageRow, chat::NewMessage, chat::SentMessage};
 use crate::error::{Error, Result};
 use crate::live::Hub;
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use rusqlite::Connection;
 use std::sync::Arc;
@@ -47,8 +47,8 @@ impl MessageWriter {
         hub: Arc<Hub>,
         metrics: Arc<Metrics>,
     ) -> std::result::Result<(MessageWriter, Vec<JoinHandle<()>>), String> {
-        let conn = db::open(&config.db_path, config.sync)?;
-        db::set_cache_kib(&conn, 16 * 1024).map_err(|e| format!("cannot set the cache: {e}"))?;
+        let conn = store::open(&config.db_path, config.sync)?;
+        store::set_cache_kib(&conn, 16 * 1024).map_err(|e| format!("cannot set the cache: {e}"))?;
         let (jobs, rx) = unbounded();
         let (done_tx, done_rx) = unbounded::<Vec<Outcome>>();
         let writer = std::thread::Builder::new()
@@ -90,7 +90,7 @@ fn commit_batch(conn: &Connection, batch: Vec<SendJob>) -> Vec<Outcome> {
         let err = Error::from(e);
         batch.into_iter().map(|j| (j, Err(err.clone()))).collect()
     };
-    let tx = match db::write_tx(conn) {
+    let tx = match store::write_tx(conn) {
         Ok(tx) => tx,
         Err(e) => return fail_all(batch, e),
     };
@@ -101,7 +101,7 @@ fn commit_batch(conn: &Connection, batch: Vec<SendJob>) -> Vec<Outcome> {
             receiver_id: job.receiver_id,
             content: &job.content,
             // Stamped here, in commit order, so ids and times never disagree.
-            now: db::now_us(),
+            now: store::now_us(),
         };
         results.push(insert_isolated(&tx, &m));
     }
@@ -115,7 +115,7 @@ fn commit_batch(conn: &Connection, batch: Vec<SendJob>) -> Vec<Outcome> {
 /// One insert under a savepoint: on failure only this message is rolled back.
 fn insert_isolated(conn: &Connection, m: &NewMessage) -> Result<SentMessage> {
     conn.prepare_cached("SAVEPOINT send")?.execute([])?;
-    match db::chat::insert_message(conn, m) {
+    match store::chat::insert_message(conn, m) {
         Ok(sent) => {
             conn.prepare_cached("RELEASE send")?.execute([])?;
             Ok(sent)

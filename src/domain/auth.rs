@@ -1,15 +1,14 @@
 //! Who is asking: Argon2id password hashing on a bounded pool (and verification of the
 //! Django original's PBKDF2 hashes, kept as imported until their owner's next login),
-//! session tokens (random from the OS, stored hashed), authentication of a request by bearer
-//! token or cookie, login throttling per account and per client address, and the rules for
+//! session tokens (random from the OS, stored hashed), finding the user of a session token,
+//! login throttling per account and per client address, and the rules for
 //! a new account's fields (among them the look-alike key that keeps usernames unique by
 //! how they look, not only by their bytes).
 
-use crate::app::Ctx;
 use crate::config::Argon2Cost;
-use crate::db;
+use crate::store;
 use crate::error::{Error, Result};
-use crate::http::Request;
+use rusqlite::Connection;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -242,16 +241,22 @@ pub struct Identity {
     pub token_hash: Vec<u8>,
 }
 
-/// Finds the session of a request (bearer token first, then the cookie), if any is valid.
-pub fn authenticate(ctx: &Ctx, req: &Request) -> Result<Option<Identity>> {
-    let Some(token) = req.bearer_token().or_else(|| req.cookie(SESSION_COOKIE)) else {
+/// The user of a session token (a request's bearer token or cookie), if the session is
+/// valid; refreshes its expiry at most once a minute. `session_idle` is how long an unused
+/// session lives.
+pub fn authenticate(
+    db: &Connection,
+    token: Option<&str>,
+    session_idle: Duration,
+) -> Result<Option<Identity>> {
+    let Some(token) = token else {
         return Ok(None);
     };
     if token.len() > 256 {
         return Ok(None);
     }
     let hash = hash_token(token);
-    let Some(session) = db::sessions::find(ctx.db, &hash)? else {
+    let Some(session) = store::sessions::find(db, &hash)? else {
         return Ok(None);
     };
     // The lookup was by hash already; compare again in constant time so no timing of the
@@ -259,15 +264,15 @@ pub fn authenticate(ctx: &Ctx, req: &Request) -> Result<Option<Identity>> {
     if !bool::from(session.token_hash.as_slice().ct_eq(&hash)) {
         return Ok(None);
     }
-    let now = db::now_us();
+    let now = store::now_us();
     if !session.is_valid(now) {
         return Ok(None);
     }
     if now - session.last_seen >= TOUCH_EVERY_US {
-        let idle = ctx.app.config.session_idle.as_micros() as i64;
+        let idle = session_idle.as_micros() as i64;
         // Best effort: a full disk or a busy database must not lock a valid session out of
         // reading; the touch is retried on the next request.
-        if let Err(e) = db::sessions::touch(ctx.db, &hash, session.user_id, now, idle) {
+        if let Err(e) = store::sessions::touch(db, &hash, session.user_id, now, idle) {
             log::warn!("could not refresh a session's expiry: {e}");
         }
     }
@@ -420,22 +425,9 @@ pub fn validate_username(username: &str) -> Result<()> {
     Ok(())
 }
 
-/// What two usernames share when they look alike: the UTS #39 confusable skeleton of the
-/// name after compatibility normalisation (NFKC) and case folding. `admin`, `Admin`, `аdmin`
-/// (Cyrillic а), `ａｄｍｉｎ` (full width), `𝐚𝐝𝐦𝐢𝐧` (mathematical bold) and `adrnin` all have
-/// the key of `admin`. A new account's key must be free (`db::users::create`); logins stay
-/// by the exact name.
-///
-/// Case folding is Unicode's full mapping approximated by upper- then lower-casing (which
-/// folds `ß` with `ss` and `ς` with `σ`), between two NFKC passes so that compatibility
-/// characters without a case of their own (mathematical capitals) fold too. The tables
-/// are those of the `unicode-normalization` and `unicode-security` crates.
-pub fn name_key(username: &str) -> String {
-    use unicode_normalization::UnicodeNormalization;
-    let compatible: String = username.nfkc().collect();
-    let folded: String = compatible.to_uppercase().to_lowercase().nfkc().collect();
-    unicode_security::skeleton(&folded).collect()
-}
+/// What two usernames share when they look alike (defined with the users' table, whose
+/// uniqueness it is).
+pub use crate::store::users::name_key;
 
 pub fn validate_password(password: &str) -> Result<()> {
     if password.chars().count() < MIN_PASSWORD_LEN {

@@ -6,43 +6,17 @@
 //! find each label set in a locked map per request, and the text format is a few lines of
 //! `write!`, so it is written here by hand.
 //!
-//! The endpoint answers the loopback interface (a scraper on the same host) or an admin
-//! session; see `allowed`.
+//! The endpoint itself (who may scrape, the gauges read at that moment) is
+//! `api::metrics`.
 
-use crate::app::Ctx;
-use crate::db;
-use crate::error::Error;
-use crate::http::{Method, Request, Response};
-use crate::router::{self, ROUTES};
+use crate::http::Method;
 use std::fmt::Write;
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Where `/metrics` is served (outside `/api`, where scrapers look for it).
 pub const PATH: &str = "/metrics";
-
-/// Route slots: the API routes in table order, then these three. Unknown paths fold into
-/// `other` and every UI file into `static`, so the label set stays bounded.
-pub const OTHER: usize = ROUTES.len();
-pub const STATIC: usize = ROUTES.len() + 1;
-pub const METRICS: usize = ROUTES.len() + 2;
-const ROUTE_SLOTS: usize = ROUTES.len() + 3;
-
-fn route_label(slot: usize) -> &'static str {
-    match slot {
-        OTHER => "other",
-        STATIC => "static",
-        METRICS => PATH,
-        i => ROUTES[i].path,
-    }
-}
-
-/// The route slot of an API path (with or without its trailing slash).
-pub fn api_route(path: &str) -> usize {
-    router::find_index(path).unwrap_or(OTHER)
-}
 
 /// In the order of `Method`'s variants (checked by a test), so `method as usize` indexes it.
 const METHODS: [Method; 8] = [
@@ -78,6 +52,9 @@ const BUCKETS_US: [u64; 13] = [
 const BUCKET_SLOTS: usize = BUCKETS_US.len() + 1;
 
 pub struct Metrics {
+    /// The label of each route slot: the API routes in table order, then `other` (unknown
+    /// paths), `static` (every UI file) and `/metrics`, so the label set stays bounded.
+    routes: Vec<&'static str>,
     /// Requests by route × method × status.
     requests: Box<[AtomicU64]>,
     /// Requests by route × latency bucket (not cumulative; summed when rendered, which
@@ -94,27 +71,46 @@ fn zeros(n: usize) -> Box<[AtomicU64]> {
     (0..n).map(|_| AtomicU64::new(0)).collect()
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
-    }
-}
-
 impl Metrics {
-    pub fn new() -> Metrics {
+    /// Counters for these API routes (their paths, in route-table order; a request's route
+    /// slot is its index) and the three slots after them.
+    pub fn new(api_routes: impl IntoIterator<Item = &'static str>) -> Metrics {
+        let mut routes: Vec<&'static str> = api_routes.into_iter().collect();
+        routes.extend(["other", "static", PATH]);
+        let slots = routes.len();
         Metrics {
-            requests: zeros(ROUTE_SLOTS * METHODS.len() * STATUS_SLOTS),
-            buckets: zeros(ROUTE_SLOTS * BUCKET_SLOTS),
-            latency_us: zeros(ROUTE_SLOTS),
+            routes,
+            requests: zeros(slots * METHODS.len() * STATUS_SLOTS),
+            buckets: zeros(slots * BUCKET_SLOTS),
+            latency_us: zeros(slots),
             messages_sent: AtomicU64::new(0),
             started_at: SystemTime::now(),
             started: Instant::now(),
         }
     }
 
+    /// The slot of a path that is no route.
+    pub fn other(&self) -> usize {
+        self.routes.len() - 3
+    }
+
+    /// The slot of every UI file.
+    pub fn static_files(&self) -> usize {
+        self.routes.len() - 2
+    }
+
+    /// The slot of `/metrics` itself.
+    pub fn metrics(&self) -> usize {
+        self.routes.len() - 1
+    }
+
+    fn route_label(&self, slot: usize) -> &'static str {
+        self.routes[slot]
+    }
+
     /// Records one finished request.
     pub fn observe(&self, route: usize, method: Method, status: u16, took: Duration) {
-        let route = route.min(ROUTE_SLOTS - 1);
+        let route = route.min(self.other());
         let i = (route * METHODS.len() + method as usize) * STATUS_SLOTS + status_slot(status);
         self.requests[i].fetch_add(1, Ordering::Relaxed);
         let us = took.as_micros().min(u64::MAX as u128) as u64;
@@ -217,7 +213,7 @@ impl Metrics {
             "# HELP whitebeat_http_requests_total HTTP requests answered, by route, method \
              and status.\n# TYPE whitebeat_http_requests_total counter\n",
         );
-        for route in 0..ROUTE_SLOTS {
+        for route in 0..self.routes.len() {
             for (m, method) in METHODS.iter().enumerate() {
                 for s in 0..STATUS_SLOTS {
                     let i = (route * METHODS.len() + m) * STATUS_SLOTS + s;
@@ -233,7 +229,7 @@ impl Metrics {
                         out,
                         "whitebeat_http_requests_total{{route=\"{}\",method=\"{}\",\
                          status=\"{status}\"}} {n}",
-                        route_label(route),
+                        self.route_label(route),
                         method.as_str()
                     );
                 }
@@ -248,7 +244,7 @@ impl Metrics {
             "# HELP {NAME} Time from reading a request to the end of its response, by \
              route.\n# TYPE {NAME} histogram\n"
         );
-        for route in 0..ROUTE_SLOTS {
+        for route in 0..self.routes.len() {
             let counts: Vec<u64> = (0..BUCKET_SLOTS)
                 .map(|b| self.buckets[route * BUCKET_SLOTS + b].load(Ordering::Relaxed))
                 .collect();
@@ -256,7 +252,7 @@ impl Metrics {
             if total == 0 {
                 continue;
             }
-            let label = route_label(route);
+            let label = self.route_label(route);
             let mut cumulative = 0;
             for (b, n) in counts.iter().enumerate() {
                 cumulative += n;
@@ -291,60 +287,14 @@ pub struct Gauges {
 /// checkpoint copies them into the file.
 pub fn database_bytes(path: &Path) -> Option<u64> {
     let main = std::fs::metadata(path).ok()?.len();
-    let wal = std::fs::metadata(crate::db::with_suffix(path, "-wal")).map_or(0, |m| m.len());
+    let wal = std::fs::metadata(crate::store::with_suffix(path, "-wal")).map_or(0, |m| m.len());
     Some(main + wal)
-}
-
-/// Who may scrape. A request is local when its TCP peer is a loopback address and it
-/// carries no forwarding header: a reverse proxy on the same host also connects from
-/// loopback, and what it forwards comes from anywhere. Anyone else needs an admin session.
-pub fn is_local(peer: IpAddr, req: &Request) -> bool {
-    peer.to_canonical().is_loopback()
-        && ["x-forwarded-for", "x-real-ip", "forwarded"]
-            .iter()
-            .all(|h| req.header(h).is_none())
-}
-
-/// # `GET /metrics`
-/// The Prometheus exposition. `403` unless local (see `is_local`) or an admin's session;
-/// never `401`, which would only invite a scraper to retry with credentials it lacks.
-pub fn scrape(ctx: &Ctx, req: &Request, peer: IpAddr) -> Response {
-    if !matches!(req.method, Method::Get | Method::Head) {
-        return Response::error(&Error::MethodNotAllowed(vec!["GET", "HEAD"]));
-    }
-    if !is_local(peer, req) {
-        let admin = matches!(ctx.optional_user(req), Ok(Some(me)) if me.is_admin);
-        if !admin {
-            return Response::error(&Error::forbidden(
-                "Metrics are served to the local host and to admins",
-            ));
-        }
-    }
-    let app = ctx.app;
-    let users = match db::stats::counters(ctx.db) {
-        Ok(c) => Some(c.users),
-        Err(e) => {
-            log::warn!("metrics: cannot read the counters: {e}");
-            None
-        }
-    };
-    let gauges = Gauges {
-        event_streams: app.hub.open_streams(),
-        database_bytes: database_bytes(&app.config.db_path),
-        users,
-        request_log_dropped: app.log.dropped(),
-        request_log_throttled: app.log.throttled(),
-    };
-    Response::new(200)
-        .with_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        .with_header("Cache-Control", "no-store")
-        .with_body(app.metrics.render(&gauges).into_bytes())
 }
 
 /// SQLite's own count of the memory it has allocated, for every connection of the
 /// process: most of it is page caches, which fill up to their configured size under load
 /// and then stay there, so growth here is not a leak.
-fn sqlite_memory_bytes() -> i64 {
+pub fn sqlite_memory_bytes() -> i64 {
     // SAFETY: a read of SQLite's global memory statistics; no arguments, no state.
     unsafe { rusqlite::ffi::sqlite3_memory_used() }
 }
@@ -362,17 +312,20 @@ mod tests {
 
     #[test]
     fn routes_fold_into_a_bounded_set() {
-        assert_eq!(route_label(api_route("/api/login/")), "/api/login");
-        assert_eq!(route_label(api_route("/api/login")), "/api/login");
-        assert_eq!(route_label(api_route("/api/nope/123")), "other");
-        assert_eq!(route_label(STATIC), "static");
-        assert_eq!(route_label(METRICS), "/metrics");
+        let m = Metrics::new(["/api/signup", "/api/login"]);
+        assert_eq!(m.route_label(1), "/api/login");
+        assert_eq!(m.route_label(m.other()), "other");
+        assert_eq!(m.route_label(m.static_files()), "static");
+        assert_eq!(m.route_label(m.metrics()), "/metrics");
+        // Out of range counts as `other`.
+        m.observe(99, Method::Get, 200, Duration::ZERO);
+        assert!(m.render(&Gauges::default()).contains(r#"route="other",method="GET",status="200"} 1"#));
     }
 
     #[test]
     fn renders_counters_and_a_cumulative_histogram() {
-        let m = Metrics::new();
-        let login = api_route("/api/login");
+        let m = Metrics::new(["/api/signup", "/api/login"]);
+        let login = 1;
         m.observe(login, Method::Post, 200, Duration::from_micros(500));
         m.observe(login, Method::Post, 200, Duration::from_millis(30));
         m.observe(login, Method::Post, 418, Duration::from_secs(60));
@@ -411,28 +364,5 @@ mod tests {
             let value = line.rsplit(' ').next().unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");
         }
-    }
-
-    #[test]
-    fn local_means_loopback_and_not_forwarded() {
-        let req = |headers: &[(&str, &str)]| Request {
-            method: Method::Get,
-            path: PATH.into(),
-            query: Vec::new(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: Vec::new(),
-            client_ip: "127.0.0.1".parse().unwrap(),
-        };
-        let lo: IpAddr = "127.0.0.1".parse().unwrap();
-        assert!(is_local(lo, &req(&[])));
-        assert!(is_local("::1".parse().unwrap(), &req(&[])));
-        assert!(is_local("::ffff:127.0.0.1".parse().unwrap(), &req(&[])));
-        assert!(!is_local("192.0.2.7".parse().unwrap(), &req(&[])));
-        assert!(!is_local(lo, &req(&[("x-forwarded-for", "203.0.113.5")])));
-        assert!(!is_local(lo, &req(&[("x-real-ip", "203.0.113.5")])));
-        assert!(!is_local(lo, &req(&[("forwarded", "for=203.0.113.5")])));
     }
 }

@@ -3,11 +3,13 @@
 //! `restore`.
 //! Each returns a one-line error for the command line to print.
 
-use crate::auth::{self, PasswordHasher};
-use crate::backup::{Cancel, Report};
+pub mod accounts;
+
+use crate::domain::auth::{self, PasswordHasher};
+use crate::ops::backup::{Cancel, Report};
 use crate::config::{Argon2Cost, SyncMode};
-use crate::db::{self, users::AdminChange, users::CreateUserError, users::NewUser};
-use crate::restore::Restored;
+use crate::store::{self, users::AdminChange, users::CreateUserError, users::NewUser};
+use crate::ops::restore::Restored;
 use rusqlite::Connection;
 use std::path::Path;
 
@@ -15,18 +17,7 @@ pub type CliResult<T = ()> = Result<T, String>;
 
 /// Opens and migrates the database (every command works on an up-to-date schema).
 pub fn open_db(path: &Path, sync: SyncMode) -> CliResult<Connection> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.is_dir() {
-            return Err(format!(
-                "cannot open database {}: directory {} does not exist",
-                path.display(),
-                parent.display()
-            ));
-        }
-    }
-    let mut conn = db::open(path, sync)?;
-    db::migrate(&mut conn)?;
-    Ok(conn)
+    store::open_migrated(path, sync)
 }
 
 /// Opens an existing database for an admin command. Only `serve`, `migrate`,
@@ -45,11 +36,11 @@ pub fn open_existing_db(path: &Path, sync: SyncMode) -> CliResult<Connection> {
 
 pub fn migrate(path: &Path, sync: SyncMode) -> CliResult<i64> {
     open_db(path, sync)?;
-    Ok(db::SCHEMA_VERSION)
+    Ok(store::SCHEMA_VERSION)
 }
 
 pub(crate) fn user_id(conn: &Connection, username: &str) -> CliResult<i64> {
-    db::users::find_id(conn, username)
+    store::users::find_id(conn, username)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no user named `{username}`"))
 }
@@ -86,9 +77,9 @@ pub fn create_account(
         is_admin,
         is_superuser,
         invite_code: None,
-        now: db::now_us(),
+        now: store::now_us(),
     };
-    db::users::create(conn, &new).map_err(|e| match e {
+    store::users::create(conn, &new).map_err(|e| match e {
         CreateUserError::UsernameTaken => format!("username `{username}` is already taken"),
         CreateUserError::UsernameLooksAlike => format!(
             "username `{username}` is already taken by a name that looks the same (names \
@@ -102,7 +93,7 @@ pub fn create_account(
 
 pub fn set_admin(conn: &Connection, username: &str, admin: bool) -> CliResult {
     let id = user_id(conn, username)?;
-    match db::users::set_admin(conn, id, admin).map_err(|e| e.to_string())? {
+    match store::users::set_admin(conn, id, admin).map_err(|e| e.to_string())? {
         AdminChange::Done => Ok(()),
         AdminChange::LastAdmin => Err(format!(
             "`{username}` is the last admin; make another user admin first"
@@ -121,12 +112,12 @@ pub fn change_password(
     let hash = PasswordHasher::new(cost, 1)
         .hash(password)
         .map_err(|e| e.to_string())?;
-    db::users::set_password(conn, id, &hash).map_err(|e| e.to_string())
+    store::users::set_password(conn, id, &hash).map_err(|e| e.to_string())
 }
 
 pub fn set_active(conn: &Connection, username: &str, active: bool) -> CliResult {
     let id = user_id(conn, username)?;
-    match db::users::set_active(conn, id, active).map_err(|e| e.to_string())? {
+    match store::users::set_active(conn, id, active).map_err(|e| e.to_string())? {
         AdminChange::Done => Ok(()),
         AdminChange::LastAdmin => Err(format!(
             "`{username}` is the last active admin; make another user admin first"
@@ -137,10 +128,10 @@ pub fn set_active(conn: &Connection, username: &str, active: bool) -> CliResult 
 /// A consistent, checked copy of the live database (safe while the server runs; it does not
 /// take the server lock).
 pub fn backup(db: &Path, dest: &Path) -> CliResult<Report> {
-    crate::backup::backup_to(db, dest, &Cancel::default())
+    crate::ops::backup::backup_to(db, dest, &Cancel::default())
 }
 
 /// Replaces the database with a checked backup (refused while a server runs on it).
 pub fn restore(db: &Path, backup: &Path) -> CliResult<Restored> {
-    crate::restore::restore(db, backup)
+    crate::ops::restore::restore(db, backup)
 }

@@ -4,7 +4,7 @@
 //! its own beyond `--backup-keep`. A failure (a full disk, a missing directory) is logged and
 //! tried again at the next turn; it never stops the server.
 
-use crate::backup::{self, human_bytes, Cancel};
+use crate::ops::backup::{self, human_bytes, Cancel};
 use crate::config::BackupSchedule;
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use std::panic::AssertUnwindSafe;

@@ -3,10 +3,10 @@
 //! a private copy of the backup before anything is replaced, keeps the replaced database
 //! beside it, and swaps the file in with one rename.
 
-use crate::backup::{remove_scratch, sync_dir};
-use crate::db::backup::{self as dbb, Fold, Summary};
-use crate::db::with_suffix;
-use crate::lock::{self, Holder};
+use crate::ops::backup::{remove_scratch, sync_dir};
+use crate::store::backup::{self as dbb, Fold, Summary};
+use crate::store::with_suffix;
+use crate::ops::lock::{self, Holder};
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
