@@ -23,8 +23,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
-use whitebeat::domain::auth::{self, PasswordHasher};
 use whitebeat::config::{Argon2Cost, SyncMode};
+use whitebeat::domain::auth::{self, PasswordHasher};
 use whitebeat::store::{self, chat::NewMessage, users::NewUser};
 
 const READER: usize = 0;

@@ -106,12 +106,13 @@ fn no_layer_imports_a_higher_one() {
                     LAYERS[theirs].0
                 )),
                 Some(_) => {}
-                None => wrong.push(format!(
-                    "{}: crate::{used} is in no layer",
-                    file.display()
-                )),
+                None => wrong.push(format!("{}: crate::{used} is in no layer", file.display())),
             }
         }
     }
-    assert!(wrong.is_empty(), "imports against the layers:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "imports against the layers:\n{}",
+        wrong.join("\n")
+    );
 }

@@ -6,13 +6,13 @@ use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use whitebeat::ops::backup::human_bytes;
-use whitebeat::cli::{self, CliResult};
 use whitebeat::cli::accounts as cli_accounts;
+use whitebeat::cli::{self, CliResult};
 use whitebeat::config::{
     default_threads, Argon2Cost, BackupSchedule, Config, PublicUrl, SignupMode, SyncMode,
 };
 use whitebeat::http::proxy::TrustedProxies;
+use whitebeat::ops::backup::human_bytes;
 
 #[derive(Parser)]
 #[command(

@@ -983,6 +983,7 @@ fn an_upgrade_request_holds_no_worker() {
 
 /// A request line of HTTP/2.0 was answered with a second writer while the request held the
 /// first: the connection's thread waited for good and its connection slot was never freed.
+/// It is a `400` (a client's mistake) and a close.
 #[test]
 fn a_request_of_an_unsupported_version_frees_its_connection() {
     let s = common::start_with(|c| c.connections_per_address = 3);
@@ -997,7 +998,7 @@ fn a_request_of_an_unsupported_version_frees_its_connection() {
             "HTTP/2.0 request {i}: connection left open"
         );
         let replies = parse_replies(&bytes);
-        assert_eq!(replies.first().map(|r| r.status), Some(505), "request {i}");
+        assert_eq!(replies.first().map(|r| r.status), Some(400), "request {i}");
     }
     // Their slots are free again: a fourth, fifth and sixth connection are served.
     let deadline = Instant::now() + Duration::from_secs(3);

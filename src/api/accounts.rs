@@ -4,9 +4,9 @@
 use crate::api::auth::register;
 use crate::api::ctx::Ctx;
 use crate::domain::auth;
-use crate::store::{self, users::AdminChange, users::User};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
+use crate::store::{self, users::AdminChange, users::User};
 use crate::time::rfc3339;
 use serde::Deserialize;
 use serde_json::json;

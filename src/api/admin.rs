@@ -1,9 +1,9 @@
 //! The admin dashboard's data.
 
 use crate::api::ctx::Ctx;
-use crate::store;
 use crate::error::Result;
 use crate::http::{Request, Response};
+use crate::store;
 use crate::time::{day, rfc3339, DAY_US};
 use serde_json::json;
 

@@ -1,12 +1,12 @@
 //! Accounts and sessions: sign-up, login, logout, and Admin-group membership.
 
 use crate::api::ctx::{check_identity_field, Ctx};
-use crate::domain::auth::{self, Identity, LoginKey, PasswordHasher, SESSION_COOKIE};
 use crate::config::SignupMode;
-use crate::store::users::NewUser;
-use crate::store::{self, users::AdminChange, users::CreateUserError, users::NameClash};
+use crate::domain::auth::{self, Identity, LoginKey, PasswordHasher, SESSION_COOKIE};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
+use crate::store::users::NewUser;
+use crate::store::{self, users::AdminChange, users::CreateUserError, users::NameClash};
 use serde::Deserialize;
 use serde_json::json;
 use std::net::IpAddr;

@@ -1,13 +1,13 @@
 //! The shared state of a running server (`App`, one per process) and the per-request
 //! context handlers receive (`Ctx`: the app, this worker's connection, who is asking).
 
-use crate::domain::auth::{self, Identity, LoginThrottle, PasswordHasher};
 use crate::config::Config;
+use crate::domain::auth::{self, Identity, LoginThrottle, PasswordHasher};
+use crate::domain::rate_limit::RateLimit;
 use crate::error::{Error, Result};
 use crate::http::Request;
 use crate::live::Hub;
 use crate::ops::metrics::Metrics;
-use crate::domain::rate_limit::RateLimit;
 use crate::ops::reqlog::LogSender;
 use crate::store::writer::MessageWriter;
 use rusqlite::Connection;

@@ -1,9 +1,9 @@
 //! The health check, in the original's shape.
 
 use crate::api::ctx::Ctx;
-use crate::store;
 use crate::error::Result;
 use crate::http::{Request, Response};
+use crate::store;
 use serde_json::json;
 
 pub const SERVICE_NAME: &str = "White Beat Backend - User Chat";

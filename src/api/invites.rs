@@ -3,9 +3,9 @@
 
 use crate::api::ctx::Ctx;
 use crate::domain::auth;
-use crate::store::{self, invites::Invite, invites::NewInvite};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
+use crate::store::{self, invites::Invite, invites::NewInvite};
 use crate::time::{rfc3339, DAY_US};
 use serde::Deserialize;
 use serde_json::{json, Value};

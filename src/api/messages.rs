@@ -1,11 +1,11 @@
 //! Conversations and messages: the chat itself.
 
 use crate::api::ctx::{check_identity_field, Ctx};
-use crate::store::{self, chat::MessageRow};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response, Taken};
-use crate::time::rfc3339;
 use crate::store::writer::SendJob;
+use crate::store::{self, chat::MessageRow};
+use crate::time::rfc3339;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -158,8 +158,10 @@ pub fn messages(ctx: &Ctx, req: &Request) -> Result<Response> {
     }
     let other_id = store::users::find_id(ctx.db, other_name)?
         .ok_or_else(|| Error::not_found("User not found"))?;
-    let conversation_id = store::chat::open_conversation(ctx.db, me.user_id, other_id, store::now_us())?;
-    let read = store::chat::read_page_and_mark(ctx.db, conversation_id, me.user_id, before_id, limit);
+    let conversation_id =
+        store::chat::open_conversation(ctx.db, me.user_id, other_id, store::now_us())?;
+    let read =
+        store::chat::read_page_and_mark(ctx.db, conversation_id, me.user_id, before_id, limit);
     let (rows, has_more, marked, up_to) = match read.map_err(Error::from) {
         Ok(done) => done,
         // The disk is full (or the database busy): still show the page, unmarked; the

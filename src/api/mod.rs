@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod admin;
 pub mod auth;
 pub mod ctx;
+pub mod events;
 pub mod health;
 pub mod invites;
 pub mod messages;

@@ -6,7 +6,6 @@ use crate::api;
 use crate::api::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::http::{Method, Request, Response};
-use crate::live;
 
 pub type Handler = fn(&Ctx, &Request) -> Result<Response>;
 
@@ -119,12 +118,12 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         path: "/api/events",
-        methods: &[(Get, live::events)],
+        methods: &[(Get, api::events::events)],
         password: false,
     },
     Route {
         path: "/api/typing",
-        methods: &[(Post, live::typing)],
+        methods: &[(Post, api::events::typing)],
         password: false,
     },
     Route {

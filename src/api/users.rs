@@ -1,9 +1,9 @@
 //! The user directory.
 
 use crate::api::ctx::{check_identity_field, Ctx};
-use crate::store;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
+use crate::store;
 use crate::time::rfc3339;
 use serde::Serialize;
 

@@ -2,8 +2,8 @@
 //! `whitebeat invite create|list|revoke`. They print plain tables for a terminal.
 
 use crate::api::invites::limits;
-use crate::domain::auth;
 use crate::cli::CliResult;
+use crate::domain::auth;
 use crate::store::{self, invites::Invite, invites::NewInvite};
 use crate::time::{day, rfc3339};
 use rusqlite::Connection;

@@ -5,11 +5,11 @@
 
 pub mod accounts;
 
+use crate::config::{Argon2Cost, SyncMode};
 use crate::domain::auth::{self, PasswordHasher};
 use crate::ops::backup::{Cancel, Report};
-use crate::config::{Argon2Cost, SyncMode};
-use crate::store::{self, users::AdminChange, users::CreateUserError, users::NewUser};
 use crate::ops::restore::Restored;
+use crate::store::{self, users::AdminChange, users::CreateUserError, users::NewUser};
 use rusqlite::Connection;
 use std::path::Path;
 

@@ -6,10 +6,10 @@
 //! how they look, not only by their bytes).
 
 use crate::config::Argon2Cost;
-use crate::store;
 use crate::error::{Error, Result};
-use rusqlite::Connection;
+use crate::store;
 use base64::Engine;
+use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::IpAddr;

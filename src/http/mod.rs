@@ -443,7 +443,6 @@ impl Response {
     }
 }
 
-
 /// `/api/login/` and `/api/login` are the same route.
 pub fn normalize(path: &str) -> &str {
     if path.len() > 1 {

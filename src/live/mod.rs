@@ -12,14 +12,12 @@
 //! (a stream holds at most one page in memory, however long the history), or, beyond the
 //! replay window, one `resync` event: it reloads its state and continues live.
 
-use crate::api::ctx::Ctx;
 use crate::config::SyncMode;
-use crate::store::{self, chat::MessageRow, chat::ReplayPage};
 use crate::error::{Error, Result};
-use crate::http::{Request, Response, Taken};
+use crate::http::Stream as TakenStream;
+use crate::store::{self, chat::MessageRow, chat::ReplayPage};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use rusqlite::Connection;
-use serde::Deserialize;
 use serde_json::json;
 use std::collections::{hash_map::Entry, HashMap};
 use std::io::Write;
@@ -37,11 +35,11 @@ const QUEUE_PER_STREAM: usize = 128;
 const STREAM_STACK: usize = 64 * 1024;
 /// A replaying stream reads a page of messages from the database, writes it, then reads
 /// the next: a page is at most this many messages...
-const REPLAY_PAGE: i64 = 100;
+pub const REPLAY_PAGE: i64 = 100;
 /// ...and ends after the message that brings its contents to this many bytes, so a stream
 /// holds about this much of the history at a time (plus one message of at most 10,000
 /// characters), however long the messages.
-const REPLAY_PAGE_BYTES: usize = 256 * 1024;
+pub const REPLAY_PAGE_BYTES: usize = 256 * 1024;
 /// The replay window: a client that missed more than this many events (message ids)...
 pub const REPLAY_WINDOW_EVENTS: i64 = 100_000;
 /// ...or whose first missed message is older than this, gets a `resync` event instead.
@@ -55,7 +53,7 @@ pub const STREAMS_RETRY_AFTER: u64 = 5;
 const TYPING_EVERY: Duration = Duration::from_millis(1500);
 
 #[derive(Clone, Debug)]
-enum Event {
+pub enum Event {
     /// A message event: its id and its JSON data.
     Message(i64, Arc<str>),
     Other(&'static str, Arc<str>),
@@ -179,12 +177,9 @@ impl Hub {
     }
 
     /// Fans a committed message out to both ends (once for a note to self).
-    pub fn publish_message(&self, m: &MessageRow) {
+    pub fn publish_message(&self, m: &MessageRow, render: Render) {
         let mut inner = self.lock();
-        let for_user = |uid: i64| {
-            let data = crate::api::messages::message_json(m, uid).to_string();
-            Event::Message(m.id, data.into())
-        };
+        let for_user = |uid: i64| Event::Message(m.id, render(m, uid).into());
         Self::send_to(&mut inner, m.receiver_id, &for_user(m.receiver_id));
         if m.sender_id != m.receiver_id {
             Self::send_to(&mut inner, m.sender_id, &for_user(m.sender_id));
@@ -255,7 +250,7 @@ impl Hub {
     /// Subscribes a new stream, within the caps: in all and per user (`503`), and per
     /// client address when `per_address` is not 0 (`429`). Nothing is registered when
     /// refused. The place is given back when the `Registration` is dropped.
-    fn register(
+    pub fn register(
         self: &Arc<Self>,
         user_id: i64,
         username: &str,
@@ -374,7 +369,7 @@ impl Hub {
 /// A stream's place in the hub, given back when it is dropped: when its thread ends, when
 /// the thread cannot start, or when the request fails before the stream begins. (A stream
 /// the hub already let go of is not counted twice.)
-struct Registration {
+pub struct Registration {
     hub: Arc<Hub>,
     user_id: i64,
     stream_id: u64,
@@ -394,100 +389,55 @@ impl Drop for Registration {
     }
 }
 
+/// How a message is shown to one user (`data` of its event): the API's view.
+pub type Render = fn(&MessageRow, i64) -> String;
+
 /// What a new stream sends before live events.
-struct Replay {
-    user_id: i64,
+pub struct Replay {
+    pub user_id: i64,
     /// The last message id the client has: only later messages are sent.
-    after: i64,
+    pub after: i64,
     /// Set beyond the replay window: a `resync` event (with the newest id) and no replay.
-    resync: Option<i64>,
+    pub resync: Option<i64>,
     /// The first page, read by the request's worker (usually all there is).
-    first: ReplayPage,
+    pub first: ReplayPage,
     /// For the stream's own connection when there is more than one page.
-    db_path: PathBuf,
-    sync: SyncMode,
+    pub db_path: PathBuf,
+    pub sync: SyncMode,
+    pub render: Render,
 }
 
-/// # `GET /api/events/`
-/// The logged-in user's event stream (`text/event-stream`): `message`, `read`, `typing` and
-/// `presence` events. With `Last-Event-ID` (or `?last_event_id=`), every message after that
-/// id is replayed from the database first; beyond the replay window (more than
-/// `REPLAY_WINDOW_EVENTS` newer messages, the first of them older than `REPLAY_WINDOW_AGE`,
-/// or an id this database never had) the stream starts instead with one `resync` event
-/// carrying the newest id (`{"newest_id": N}`): the client reloads its state. `503` beyond
-/// the stream caps in all and per user, `429` with `Retry-After` beyond the cap per client
-/// address.
-pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = ctx.require_user(req)?;
-    let last_id = match req
-        .header("last-event-id")
-        .or_else(|| req.query("last_event_id"))
-    {
-        None => None,
-        Some(v) => Some(
-            v.trim()
-                .parse::<i64>()
-                .map_err(|_| Error::bad_request("Last-Event-ID must be a message id"))?,
-        ),
-    };
-    let contacts = store::chat::contacts_of(ctx.db, me.user_id)?;
-    // The newest message now stored is read before subscribing and the replay after: a
-    // message committed in between is then in the replay, the queue, or both, and the
-    // cursor drops the duplicate. A fresh stream starts after it.
-    let newest = store::chat::max_message_id(ctx.db)?;
-    let (after, resync) = match last_id.map(|id| id.max(0)) {
-        None => (newest, None),
-        Some(id) if beyond_replay_window(ctx.db, id, newest)? => (newest, Some(newest)),
-        Some(id) => (id, None),
-    };
-    let config = &ctx.app.config;
-    let (registration, rx) = ctx.app.hub.register(
-        me.user_id,
-        &me.username,
-        me.token_hash.clone(),
-        contacts,
-        crate::http::proxy::client_network(req.client_ip),
-        config.streams_per_address,
-    )?;
-    // One page here (on failure `registration` gives the place back); the stream's thread
-    // reads any further pages itself.
-    let first = store::chat::replay_page(ctx.db, me.user_id, after, REPLAY_PAGE, REPLAY_PAGE_BYTES)?;
-    let replay = Replay {
-        user_id: me.user_id,
-        after,
-        resync,
-        first,
-        db_path: config.db_path.clone(),
-        sync: config.sync,
-    };
-    // Streams are revalidated, never stored; the server passes this header on.
-    let mut resp = Response::new(200).with_header("Cache-Control", "no-cache");
-    resp.takeover = Some(Box::new(move |taken: Taken| {
-        let stream = taken.into_stream();
-        let mut done = stream.done;
-        done.status(200);
-        let (writer, headers, peer_fd) = (stream.writer, stream.headers, stream.peer_fd);
-        let spawned = std::thread::Builder::new()
-            .name("event-stream".into())
-            .stack_size(STREAM_STACK)
-            .spawn(move || {
-                run_stream(writer, &headers, peer_fd, replay, rx, &registration);
-                drop(registration);
-                done.end();
-            });
-        if spawned.is_err() {
-            // The closure, with the registration, is dropped: the place is given back.
-            log::error!("cannot start an event stream thread");
-        }
-    }));
-    Ok(resp)
+/// Starts a stream on a connection taken over for it: its own small thread writes the
+/// preamble, the replay (page by page) and then live events until the client goes or the
+/// hub lets go of it; the stream's place in the hub is given back when it ends.
+pub fn spawn_stream(
+    stream: TakenStream,
+    replay: Replay,
+    rx: Receiver<Event>,
+    registration: Registration,
+) {
+    let mut done = stream.done;
+    done.status(200);
+    let (writer, headers, peer_fd) = (stream.writer, stream.headers, stream.peer_fd);
+    let spawned = std::thread::Builder::new()
+        .name("event-stream".into())
+        .stack_size(STREAM_STACK)
+        .spawn(move || {
+            run_stream(writer, &headers, peer_fd, replay, rx, &registration);
+            drop(registration);
+            done.end();
+        });
+    if spawned.is_err() {
+        // The closure, with the registration, is dropped: the place is given back.
+        log::error!("cannot start an event stream thread");
+    }
 }
 
 /// Whether a client whose last event was `last` is beyond the replay window: more than
 /// `REPLAY_WINDOW_EVENTS` messages newer than it, or the first of them older than
 /// `REPLAY_WINDOW_AGE`, or an id above the newest (the client saw messages this database
 /// does not have, as after a restore: replaying from there would skip the next ones).
-fn beyond_replay_window(conn: &Connection, last: i64, newest: i64) -> Result<bool> {
+pub fn beyond_replay_window(conn: &Connection, last: i64, newest: i64) -> Result<bool> {
     if last > newest {
         return Ok(true);
     }
@@ -606,7 +556,7 @@ fn send_missed(
                 continue;
             }
             *cursor = m.id;
-            let data = crate::api::messages::message_json(m, replay.user_id).to_string();
+            let data = (replay.render)(m, replay.user_id);
             if write_event(w, m.id, "message", &data).is_err() {
                 return false;
             }
@@ -629,56 +579,20 @@ fn send_missed(
         };
         // One page in memory at a time: this one goes before the next is read.
         drop(std::mem::take(&mut page.messages));
-        page =
-            match store::chat::replay_page(c, replay.user_id, *cursor, REPLAY_PAGE, REPLAY_PAGE_BYTES)
-            {
-                Ok(p) => p,
-                Err(e) => {
-                    log::warn!("event stream replay: {e}");
-                    return false;
-                }
-            };
+        page = match store::chat::replay_page(
+            c,
+            replay.user_id,
+            *cursor,
+            REPLAY_PAGE,
+            REPLAY_PAGE_BYTES,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                log::warn!("event stream replay: {e}");
+                return false;
+            }
+        };
     }
-}
-
-#[derive(Deserialize)]
-struct TypingBody {
-    conversation_id: Option<i64>,
-    other_username: Option<String>,
-}
-
-/// # `POST /api/typing/`
-/// `{"conversation_id": N}` or `{"other_username": "..."}`: tells the other member you are
-/// typing. `204`; repeated calls within a second and a half are absorbed.
-pub fn typing(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = ctx.require_user(req)?;
-    let body: TypingBody = req.json()?;
-    let (conversation_id, other) = match (body.conversation_id, body.other_username) {
-        (Some(cid), _) => {
-            let (a, b) = store::chat::conversation_members(ctx.db, cid)?
-                .filter(|(a, b)| *a == me.user_id || *b == me.user_id)
-                .ok_or_else(|| Error::not_found("Conversation not found"))?;
-            (cid, if a == me.user_id { b } else { a })
-        }
-        (None, Some(name)) if !name.is_empty() => {
-            let other = store::users::find_id(ctx.db, &name)?
-                .ok_or_else(|| Error::not_found("User not found"))?;
-            let cid = store::chat::conversation_between(ctx.db, me.user_id, other)?
-                .ok_or_else(|| Error::not_found("Conversation not found"))?;
-            (cid, other)
-        }
-        _ => {
-            return Err(Error::bad_request(
-                "conversation_id or other_username is required",
-            ))
-        }
-    };
-    if other != me.user_id {
-        ctx.app
-            .hub
-            .publish_typing(conversation_id, me.user_id, &me.username, other);
-    }
-    Ok(Response::new(204))
 }
 
 #[cfg(test)]

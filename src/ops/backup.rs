@@ -101,7 +101,8 @@ fn write_checked(db: &Path, scratch: &Path, cancel: &Cancel) -> Result<Summary, 
     // The check of a large copy takes a while: let a shutdown interrupt it too.
     let interrupt = cancel.clone();
     copy.progress_handler(100_000, Some(move || interrupt.is_set()));
-    let checked = store::backup::make_self_contained(&copy).and_then(|()| store::backup::check(&copy));
+    let checked =
+        store::backup::make_self_contained(&copy).and_then(|()| store::backup::check(&copy));
     drop(copy);
     if cancel.is_set() {
         return Err("stopped: the server is shutting down".into());

@@ -4,8 +4,8 @@
 //! its own beyond `--backup-keep`. A failure (a full disk, a missing directory) is logged and
 //! tried again at the next turn; it never stops the server.
 
-use crate::ops::backup::{self, human_bytes, Cancel};
 use crate::config::BackupSchedule;
+use crate::ops::backup::{self, human_bytes, Cancel};
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};

@@ -27,8 +27,8 @@
 //! - A conversation without messages is listed for neither member until one of them opens
 //!   it (the original did not record who opened it; see migrations/003).
 
-use crate::domain::auth::{hash_kind, HashKind};
 use crate::config::SyncMode;
+use crate::domain::auth::{hash_kind, HashKind};
 use crate::store::{self, django, import};
 use crate::time::start_of_day;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
@@ -356,8 +356,11 @@ pub fn import(source: &Path, db_path: &Path, sync: SyncMode) -> ImportResult<Rep
         .map_err(|e| format!("cannot read the Admin group: {e}"))?;
 
     // Like a restore, an import replaces what a server would be serving: not under one.
-    let _lock = crate::ops::lock::acquire(&crate::ops::lock::resolve(db_path), crate::ops::lock::Holder::Import)
-        .map_err(|e| format!("cannot import: {e}"))?;
+    let _lock = crate::ops::lock::acquire(
+        &crate::ops::lock::resolve(db_path),
+        crate::ops::lock::Holder::Import,
+    )
+    .map_err(|e| format!("cannot import: {e}"))?;
     let conn = crate::store::open_migrated(db_path, sync)?;
     let failed = |e: rusqlite::Error| format!("import failed, nothing was written: {e}");
     let tx = store::write_tx(&conn).map_err(failed)?;

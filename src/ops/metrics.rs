@@ -319,7 +319,9 @@ mod tests {
         assert_eq!(m.route_label(m.metrics()), "/metrics");
         // Out of range counts as `other`.
         m.observe(99, Method::Get, 200, Duration::ZERO);
-        assert!(m.render(&Gauges::default()).contains(r#"route="other",method="GET",status="200"} 1"#));
+        assert!(m
+            .render(&Gauges::default())
+            .contains(r#"route="other",method="GET",status="200"} 1"#));
     }
 
     #[test]

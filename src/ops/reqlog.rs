@@ -8,8 +8,8 @@
 //! but not stored), and the table keeps at most `MAX_ROWS` rows (the oldest beyond go).
 
 use crate::config::Config;
-use crate::store::{self, stats::LogEntry};
 use crate::live::Hub;
+use crate::store::{self, stats::LogEntry};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -4,9 +4,9 @@
 //! beside it, and swaps the file in with one rename.
 
 use crate::ops::backup::{remove_scratch, sync_dir};
+use crate::ops::lock::{self, Holder};
 use crate::store::backup::{self as dbb, Fold, Summary};
 use crate::store::with_suffix;
-use crate::ops::lock::{self, Holder};
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};

@@ -5,19 +5,19 @@
 pub mod access;
 pub mod assets;
 
-use crate::server::access::Access;
 use crate::api::ctx::{App, Ctx};
-use crate::ops::backup_schedule::BackupThread;
+use crate::api::routes;
 use crate::config::Config;
-use crate::store::{self, stats::LogEntry};
 use crate::error::Error;
 use crate::http::{Done, Method, Request, Response, Taken};
 use crate::live::Hub;
+use crate::ops::backup_schedule::BackupThread;
 use crate::ops::lock::{self, DbLock, Holder};
 use crate::ops::metrics::{self, Metrics};
 use crate::ops::reqlog;
-use crate::api::routes;
-use crate::store::writer::MessageWriter;
+use crate::server::access::Access;
+use crate::store::writer::{MessageWriter, OnStored};
+use crate::store::{self, stats::LogEntry};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use rusqlite::Connection;
 use std::io::Read;
@@ -76,7 +76,16 @@ pub fn serve(config: Config) -> Result<ServerHandle, String> {
     let hub = Arc::new(Hub::new(config.max_streams, config.max_streams_per_user));
     let metrics = Arc::new(Metrics::new(routes::ROUTES.iter().map(|r| r.path)));
     let (log, log_thread) = reqlog::start(&config, hub.clone())?;
-    let (writer, writer_threads) = MessageWriter::start(&config, hub.clone(), metrics.clone())?;
+    // Every committed message goes to the live hub, shown as the API shows it, and is
+    // counted.
+    let on_stored: OnStored = {
+        let (hub, metrics) = (hub.clone(), metrics.clone());
+        Box::new(move |row| {
+            hub.publish_message(row, crate::api::events::render_message);
+            metrics.messages_sent(1);
+        })
+    };
+    let (writer, writer_threads) = MessageWriter::start(&config, on_stored)?;
     let threads = config.threads.max(1);
     log_proxy_settings(&config);
     // Password hashing gets half the cores at most, on threads of its own.
@@ -445,7 +454,8 @@ fn handle(app: &App, conn: &Connection, incoming: Incoming, refused: Option<Erro
         Ok((path, _)) => path == "/api" || path.starts_with("/api/"),
         Err(_) => target.starts_with("/api"),
     };
-    let is_metrics = matches!(&parsed, Ok((path, _)) if crate::http::normalize(path) == metrics::PATH);
+    let is_metrics =
+        matches!(&parsed, Ok((path, _)) if crate::http::normalize(path) == metrics::PATH);
     let slot = match &parsed {
         Ok(_) if is_api => route_index.unwrap_or(app.metrics.other()),
         Ok(_) if is_metrics => app.metrics.metrics(),

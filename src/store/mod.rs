@@ -81,7 +81,6 @@ pub fn open_migrated(path: &Path, sync: SyncMode) -> Result<Connection, String> 
     Ok(conn)
 }
 
-
 /// Opens (creating if needed) the database with the pragmas every connection needs. A new
 /// database file is created readable and writable by its owner only, whatever the umask.
 pub fn open(path: &Path, sync: SyncMode) -> Result<Connection, String> {

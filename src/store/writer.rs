@@ -4,20 +4,22 @@
 //! validates; it hands the message and its connection to the one writer thread and its
 //! worker moves on. The writer takes every send that is waiting, inserts them in one
 //! transaction (each under its own savepoint, so one bad message cannot sink the others)
-//! and commits once; a responder thread then publishes each committed message to the live
-//! hub, in id order, and writes its `201`. A `201` therefore still means "on disk".
+//! and commits once; a responder thread then hands each committed message to `on_stored`
+//! (which the server points at the live hub and the metrics), in id order, and hands its
+//! `201` to the connection. A `201` therefore still means "on disk".
 
 use crate::config::Config;
-use crate::store::{self, chat::MessageRow, chat::NewMessage, chat::SentMessage};
 use crate::error::{Error, Result};
-use crate::live::Hub;
-use crate::ops::metrics::Metrics;
+use crate::store::{self, chat::MessageRow, chat::NewMessage, chat::SentMessage};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use rusqlite::Connection;
-use std::sync::Arc;
 use std::thread::JoinHandle;
 
 const MAX_BATCH: usize = 512;
+
+/// Told of every committed message, in commit order, before its sender hears (the server
+/// publishes it to the live hub and counts it).
+pub type OnStored = Box<dyn Fn(&MessageRow) + Send>;
 
 /// Called once the send is committed (with the stored message) or has failed.
 pub type OnSent = Box<dyn FnOnce(Result<MessageRow>) + Send>;
@@ -44,8 +46,7 @@ impl MessageWriter {
     /// when every `MessageWriter` clone is dropped.
     pub fn start(
         config: &Config,
-        hub: Arc<Hub>,
-        metrics: Arc<Metrics>,
+        on_stored: OnStored,
     ) -> std::result::Result<(MessageWriter, Vec<JoinHandle<()>>), String> {
         let conn = store::open(&config.db_path, config.sync)?;
         store::set_cache_kib(&conn, 16 * 1024).map_err(|e| format!("cannot set the cache: {e}"))?;
@@ -53,11 +54,11 @@ impl MessageWriter {
         let (done_tx, done_rx) = unbounded::<Vec<Outcome>>();
         let writer = std::thread::Builder::new()
             .name("message-writer".into())
-            .spawn(move || run(conn, rx, done_tx, &metrics))
+            .spawn(move || run(conn, rx, done_tx))
             .map_err(|e| format!("cannot start the message writer: {e}"))?;
         let responder = std::thread::Builder::new()
             .name("message-responder".into())
-            .spawn(move || respond_all(done_rx, &hub))
+            .spawn(move || respond_all(done_rx, &on_stored))
             .map_err(|e| format!("cannot start the message responder: {e}"))?;
         Ok((MessageWriter { jobs }, vec![writer, responder]))
     }
@@ -72,13 +73,11 @@ impl MessageWriter {
     }
 }
 
-fn run(conn: Connection, rx: Receiver<SendJob>, done: Sender<Vec<Outcome>>, metrics: &Metrics) {
+fn run(conn: Connection, rx: Receiver<SendJob>, done: Sender<Vec<Outcome>>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter().take(MAX_BATCH - 1));
         let outcomes = commit_batch(&conn, batch);
-        let stored = outcomes.iter().filter(|(_, r)| r.is_ok()).count();
-        metrics.messages_sent(stored as u64);
         if done.send(outcomes).is_err() {
             break;
         }
@@ -128,7 +127,7 @@ fn insert_isolated(conn: &Connection, m: &NewMessage) -> Result<SentMessage> {
 }
 
 /// Publishes and answers committed batches, in commit order.
-fn respond_all(rx: Receiver<Vec<Outcome>>, hub: &Hub) {
+fn respond_all(rx: Receiver<Vec<Outcome>>, on_stored: &OnStored) {
     for batch in rx {
         for (job, result) in batch {
             let result = result.map(|sent| MessageRow {
@@ -143,7 +142,7 @@ fn respond_all(rx: Receiver<Vec<Outcome>>, hub: &Hub) {
                 created_at: sent.created_at,
             });
             if let Ok(row) = &result {
-                hub.publish_message(row);
+                on_stored(row);
             }
             (job.on_done)(result);
         }

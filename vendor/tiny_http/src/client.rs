@@ -63,7 +63,8 @@ enum ReadError {
     WrongHeader(HTTPVersion),
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
-    /// a version above 1.1 (answered `505`, then the connection ends)
+    /// a version above 1.1 (answered `400`, then the connection ends: a client's mistake,
+    /// never a server error)
     UnsupportedVersion,
     ReadIoError(IoError),
 }
@@ -360,7 +361,7 @@ impl Iterator for ClientConnection {
                     let response = Response::from_string(
                         "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
                     )
-                    .with_status_code(StatusCode(505))
+                    .with_status_code(StatusCode(400))
                     .with_connection_close();
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
