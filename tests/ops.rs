@@ -599,7 +599,7 @@ fn log_level_warn_silences_request_lines() {
         (&[][..], &[("WHITEBEAT_LOG_LEVEL", "warn")][..]),
         (
             &[][..],
-            &[("WHITEBEAT_LOG", "info,whitebeat::server::access=off")][..],
+            &[("WHITEBEAT_LOG", "info,whitebeat::access=off")][..],
         ),
     ] {
         let err = serve_and_capture(args, env, exercise);

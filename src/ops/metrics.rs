@@ -110,7 +110,12 @@ impl Metrics {
 
     /// Records one finished request.
     pub fn observe(&self, route: usize, method: Method, status: u16, took: Duration) {
-        let route = route.min(self.other());
+        // A slot out of range (never made by the server) is counted as `other`.
+        let route = if route < self.routes.len() {
+            route
+        } else {
+            self.other()
+        };
         let i = (route * METHODS.len() + method as usize) * STATUS_SLOTS + status_slot(status);
         self.requests[i].fetch_add(1, Ordering::Relaxed);
         let us = took.as_micros().min(u64::MAX as u128) as u64;
