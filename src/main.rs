@@ -537,8 +537,11 @@ fn serve(db: &std::path::Path, sync: SyncMode, argon2: Argon2Cost, a: ServeArgs)
 /// glibc's allocator settings for a small, long-running server: two arenas, and a fixed
 /// 1 MiB threshold above which memory is mapped for the allocation alone and returned to the
 /// system when freed. Left dynamic, the threshold rises to the size of the largest block
-/// freed, so every Argon2 hash's 19 MiB was afterwards carved from the heap and kept: ten
-/// sign-ups took the process from 9 to 185 MB.
+/// freed, and every big block (once each Argon2 hash's 19 MiB: ten sign-ups took the process
+/// from 9 to 185 MB) is afterwards carved from the heap and kept. Argon2 memory no longer
+/// comes and goes (each password thread keeps one buffer, see `auth::PasswordHasher`); the
+/// threshold still returns large responses and other big blocks, among them the temporary
+/// memory of an old hash costlier than the configured one.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     unsafe {

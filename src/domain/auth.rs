@@ -11,6 +11,7 @@ use crate::store;
 use base64::Engine;
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Condvar, Mutex};
@@ -31,7 +32,7 @@ pub const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
 /// What kind of stored password hash a row holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HashKind {
-    /// Ours: verified with rust-argon2.
+    /// Ours (the PHC string format, `$argon2id$v=19$m=..,t=..,p=..$<salt>$<hash>`).
     Argon2,
     /// A well-formed Django PBKDF2-SHA256 hash, within the iteration cap.
     DjangoPbkdf2,
@@ -115,10 +116,117 @@ fn verify_django_pbkdf2(stored: &str, password: &str) -> bool {
     bool::from(derived.as_slice().ct_eq(&h.derived))
 }
 
+/// An Argon2 hash as stored, in the PHC string format
+/// `$argon2id$v=19$m=..,t=..,p=..$<salt>$<hash>` (salt and hash in unpadded standard
+/// base64), read exactly as rust-argon2 (which wrote every hash stored before) read it:
+/// `argon2d`, `argon2i` or `argon2id`; `v=16` or `v=19`, or no version field for the
+/// original 1.0; then `m`, `t` and `p` in that order.
+struct EncodedArgon2 {
+    algorithm: argon2::Algorithm,
+    version: argon2::Version,
+    params: argon2::Params,
+    salt: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+/// `None` for anything that is not a well-formed Argon2 hash within `argon2_cost_is_sane`.
+fn parse_argon2(stored: &str) -> Option<EncodedArgon2> {
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    if !argon2_cost_is_sane(stored) {
+        return None;
+    }
+    let fields: Vec<&str> = stored.split('$').collect();
+    let (algorithm, version, params, salt, hash) = match fields.as_slice() {
+        ["", a, v, params, salt, hash] => (*a, Some(*v), *params, *salt, *hash),
+        ["", a, params, salt, hash] => (*a, None, *params, *salt, *hash),
+        _ => return None,
+    };
+    let algorithm = match algorithm {
+        "argon2id" => argon2::Algorithm::Argon2id,
+        "argon2i" => argon2::Algorithm::Argon2i,
+        "argon2d" => argon2::Algorithm::Argon2d,
+        _ => return None,
+    };
+    let version = match version {
+        Some("v=19") => argon2::Version::V0x13,
+        Some("v=16") | None => argon2::Version::V0x10,
+        Some(_) => return None,
+    };
+    let mut costs = params.split(',');
+    let mut cost = |name: &str| -> Option<u32> {
+        let (key, value) = costs.next()?.split_once('=')?;
+        (key == name).then(|| value.parse().ok()).flatten()
+    };
+    let (m, t, p) = (cost("m")?, cost("t")?, cost("p")?);
+    if costs.next().is_some() {
+        return None;
+    }
+    let salt = STANDARD_NO_PAD.decode(salt).ok()?;
+    let hash = STANDARD_NO_PAD.decode(hash).ok()?;
+    if salt.len() < argon2::MIN_SALT_LEN || hash.len() < argon2::Params::MIN_OUTPUT_LEN {
+        return None;
+    }
+    Some(EncodedArgon2 {
+        algorithm,
+        version,
+        params: argon2::Params::new(m, t, p, None).ok()?,
+        salt,
+        hash,
+    })
+}
+
+thread_local! {
+    /// The Argon2 memory this thread keeps between hashes: allocated on its first hash (19
+    /// MiB at the default cost), then reused, so a hash pays no page faults for memory the
+    /// allocator would otherwise map and unmap each time. Hashing runs on the server's
+    /// password threads (half the cores, at least one) and on the main thread of a CLI
+    /// command, so a server keeps one buffer per password thread.
+    static ARGON2_MEMORY: RefCell<Vec<argon2::Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `blocks` blocks of Argon2 memory: this thread's kept buffer (grown to at
+/// least `keep` blocks the first time) when the hash needs no more than it holds or than
+/// `keep`, otherwise (an old hash with a higher cost than the configured one) a temporary
+/// allocation, freed (and unmapped, see `main::limit_malloc_arenas`) afterwards. The kept
+/// buffer is zeroed after use so that nothing derived from a password outlives its hash.
+fn with_argon2_memory<T>(
+    blocks: usize,
+    keep: usize,
+    f: impl FnOnce(&mut [argon2::Block]) -> T,
+) -> T {
+    let mut f = Some(f);
+    let kept = ARGON2_MEMORY.try_with(|cell| {
+        let mut memory = cell.try_borrow_mut().ok()?;
+        if blocks > memory.len().max(keep) {
+            return None;
+        }
+        if memory.len() < blocks {
+            *memory = vec![argon2::Block::new(); keep.max(blocks)];
+        }
+        let used = &mut memory[..blocks];
+        let out = (f.take()?)(used);
+        used.fill(argon2::Block::new());
+        Some(out)
+    });
+    match (kept, f) {
+        (Ok(Some(out)), _) => out,
+        (_, Some(f)) => f(&mut vec![argon2::Block::new(); blocks]),
+        (_, None) => unreachable!("`f` ran on the kept buffer"),
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The `(m, t, p)` of every Argon2 computation this thread ran, for the tests.
+    static ARGON2_RUNS: RefCell<Vec<(u32, u32, u32)>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Argon2id hashing. At most `permits` hashes run at once, so a storm of logins cannot take
 /// every core (and every byte of its 19 MiB per hash) away from chat traffic.
 pub struct PasswordHasher {
     cost: Argon2Cost,
+    /// Blocks of Argon2 memory a hash at the configured cost uses, kept per thread.
+    keep_blocks: usize,
     permits: Mutex<usize>,
     freed: Condvar,
     /// Verified against when the user does not exist, so both cases cost the same.
@@ -136,22 +244,14 @@ impl PasswordHasher {
             cost.iterations,
             "A".repeat(43)
         );
+        let keep_blocks = argon2::Params::new(cost.memory_kib, cost.iterations, 1, None)
+            .map_or(0, |p| p.block_count());
         PasswordHasher {
             cost,
+            keep_blocks,
             permits: Mutex::new(permits.max(1)),
             freed: Condvar::new(),
             dummy_hash,
-        }
-    }
-
-    fn config(&self) -> argon2::Config<'static> {
-        argon2::Config {
-            variant: argon2::Variant::Argon2id,
-            version: argon2::Version::Version13,
-            mem_cost: self.cost.memory_kib,
-            time_cost: self.cost.iterations,
-            lanes: 1,
-            ..argon2::Config::default()
         }
     }
 
@@ -168,12 +268,74 @@ impl PasswordHasher {
         out
     }
 
+    /// One Argon2 computation into `out`, on this thread's kept memory when it fits.
+    fn argon2(
+        &self,
+        algorithm: argon2::Algorithm,
+        version: argon2::Version,
+        params: argon2::Params,
+        password: &str,
+        salt: &[u8],
+        out: &mut [u8],
+    ) -> std::result::Result<(), argon2::Error> {
+        #[cfg(test)]
+        ARGON2_RUNS.with(|r| {
+            r.borrow_mut()
+                .push((params.m_cost(), params.t_cost(), params.p_cost()))
+        });
+        let blocks = params.block_count();
+        let argon2 = argon2::Argon2::new(algorithm, version, params);
+        with_argon2_memory(blocks, self.keep_blocks, |memory| {
+            argon2.hash_password_into_with_memory(password.as_bytes(), salt, out, memory)
+        })
+    }
+
     pub fn hash(&self, password: &str) -> Result<String> {
+        use base64::engine::general_purpose::STANDARD_NO_PAD;
         let mut salt = [0u8; 16];
         getrandom::fill(&mut salt).map_err(|e| Error::internal(format!("getrandom: {e}")))?;
-        let config = self.config();
-        self.with_permit(|| argon2::hash_encoded(password.as_bytes(), &salt, &config))
-            .map_err(|e| Error::internal(format!("argon2: {e}")))
+        let Argon2Cost {
+            memory_kib,
+            iterations,
+        } = self.cost;
+        let params = argon2::Params::new(memory_kib, iterations, 1, None)
+            .map_err(|e| Error::internal(format!("argon2: {e}")))?;
+        let mut out = [0u8; 32];
+        self.with_permit(|| {
+            self.argon2(
+                argon2::Algorithm::Argon2id,
+                argon2::Version::V0x13,
+                params,
+                password,
+                &salt,
+                &mut out,
+            )
+        })
+        .map_err(|e| Error::internal(format!("argon2: {e}")))?;
+        Ok(format!(
+            "$argon2id$v=19$m={memory_kib},t={iterations},p=1${}${}",
+            STANDARD_NO_PAD.encode(salt),
+            STANDARD_NO_PAD.encode(out)
+        ))
+    }
+
+    /// Checks a password against an Argon2 hash, comparing in constant time; `false` for
+    /// one that does not parse or asks for too much (`argon2_cost_is_sane`), unhashed.
+    fn verify_argon2(&self, stored: &str, password: &str) -> bool {
+        let Some(h) = parse_argon2(stored) else {
+            return false;
+        };
+        let mut derived = vec![0u8; h.hash.len()];
+        self.argon2(
+            h.algorithm,
+            h.version,
+            h.params,
+            password,
+            &h.salt,
+            &mut derived,
+        )
+        .is_ok()
+            && bool::from(derived.as_slice().ct_eq(&h.hash))
     }
 
     /// Checks a password against a stored hash (ours, or an imported Django one); `None`
@@ -184,12 +346,10 @@ impl PasswordHasher {
     pub fn verify(&self, stored: Option<&str>, password: &str) -> bool {
         let kind = stored.map_or(HashKind::Unsupported, hash_kind);
         self.with_permit(|| match (kind, stored) {
-            (HashKind::Argon2, Some(encoded)) => {
-                argon2::verify_encoded(encoded, password.as_bytes()).unwrap_or(false)
-            }
+            (HashKind::Argon2, Some(encoded)) => self.verify_argon2(encoded, password),
             (HashKind::DjangoPbkdf2, Some(encoded)) => verify_django_pbkdf2(encoded, password),
             _ => {
-                let _ = argon2::verify_encoded(&self.dummy_hash, password.as_bytes());
+                let _ = self.verify_argon2(&self.dummy_hash, password);
                 false
             }
         })
@@ -569,11 +729,187 @@ mod tests {
         assert!(!h.verify(None, "password123"));
         // The stand-in for unknown users parses (so it is really computed) with the cost of
         // a real hash.
-        assert_eq!(
-            argon2::verify_encoded(&h.dummy_hash, b"x").ok(),
-            Some(false)
-        );
+        assert!(parse_argon2(&h.dummy_hash).is_some());
         assert!(h.dummy_hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+    }
+
+    fn argon2_runs() -> Vec<(u32, u32, u32)> {
+        ARGON2_RUNS.with(|r| std::mem::take(&mut *r.borrow_mut()))
+    }
+
+    fn kept_buffer() -> (*const argon2::Block, usize, usize) {
+        ARGON2_MEMORY.with(|m| {
+            let m = m.borrow();
+            (m.as_ptr(), m.len(), m.capacity())
+        })
+    }
+
+    /// Made by the server before it moved to RustCrypto's `argon2`: the first by `whitebeat
+    /// createsuperuser` at the default cost, the others by `rust-argon2` 3.0's
+    /// `hash_encoded` with other costs, lanes, output lengths, variant and version.
+    const RUST_ARGON2_VECTORS: [(&str, &str); 5] = [
+        (
+            "made by the old binary",
+            "$argon2id$v=19$m=19456,t=2,p=1$8C/6dd9J532+ykl+m7/BmA$\
+             ydvZ7hA90gAjlSYJ9TPLrmH+5KXJbn4pKxQ4LBfJYxA",
+        ),
+        (
+            "correct horse battery staple",
+            "$argon2id$v=19$m=19456,t=2,p=1$MDEyMzQ1Njc4OWFiY2RlZg$\
+             gy5SuVm5Z7Vw7keB9se9p87QGcomaseB/S2U1OhTsM0",
+        ),
+        (
+            "Tr0ub4dor&3",
+            "$argon2id$v=19$m=4096,t=3,p=1$c2FsdHNhbHRzYWx0c2FsdA$\
+             j2tNRxSr7fM07NEeURypGYYVClBiur8MqrE6F0OkJv4",
+        ),
+        (
+            "hunter2 hunter2",
+            "$argon2id$v=19$m=64,t=1,p=2$ZWlnaHRieXQ$YRNJ9LDHKOO1PzW3AtclJg",
+        ),
+        (
+            "old school",
+            "$argon2i$v=16$m=256,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$\
+             J+3OyjJ2eP108aiV4pPZfXdcH8K3FaZAuYXa6cnwxpY",
+        ),
+    ];
+
+    #[test]
+    fn hashes_made_by_rust_argon2_still_verify() {
+        // Configured below every vector's cost: the larger ones run on temporary memory.
+        let h = PasswordHasher::new(
+            Argon2Cost {
+                memory_kib: 64,
+                iterations: 1,
+            },
+            1,
+        );
+        for (password, stored) in RUST_ARGON2_VECTORS {
+            assert_eq!(hash_kind(stored), HashKind::Argon2, "{stored}");
+            assert!(!PasswordHasher::needs_rehash(stored), "{stored}");
+            assert!(h.verify(Some(stored), password), "{stored}");
+            assert!(!h.verify(Some(stored), &format!("{password}!")), "{stored}");
+            assert!(!h.verify(Some(stored), ""), "{stored}");
+        }
+        // The kept buffer stayed at the configured size.
+        assert_eq!(kept_buffer().1, 64);
+        // A tampered hash or salt no longer matches.
+        let (password, stored) = RUST_ARGON2_VECTORS[2];
+        let flipped_hash = stored.replace("j2tNRx", "j2tNRy");
+        let flipped_salt = stored.replace("c2FsdHNh", "c2FsdHNi");
+        assert!(!h.verify(Some(&flipped_hash), password));
+        assert!(!h.verify(Some(&flipped_salt), password));
+    }
+
+    #[test]
+    fn default_cost_hashes_verify_on_the_kept_buffer() {
+        let h = PasswordHasher::new(Argon2Cost::default(), 1);
+        let (password, stored) = RUST_ARGON2_VECTORS[0];
+        assert!(h.verify(Some(stored), password));
+        assert!(!h.verify(Some(stored), "made by the new binary"));
+        let ours = h.hash(password).unwrap();
+        assert!(
+            ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{ours}"
+        );
+        assert!(h.verify(Some(&ours), password));
+        assert_eq!(kept_buffer().1, 19456);
+    }
+
+    #[test]
+    fn the_kept_buffer_is_reused_and_a_costlier_hash_borrows_its_own() {
+        let h = PasswordHasher::new(
+            Argon2Cost {
+                memory_kib: 256,
+                iterations: 1,
+            },
+            1,
+        );
+        let stored = h.hash("password123").unwrap();
+        let first = kept_buffer();
+        assert_eq!(first.1, 256);
+        assert!(h.verify(Some(&stored), "password123"));
+        assert!(!h.verify(None, "password123"));
+        assert_eq!(kept_buffer(), first, "same allocation, not grown");
+        // An old hash with a higher cost runs on temporary memory and leaves the kept
+        // buffer as it was.
+        let (password, costlier) = RUST_ARGON2_VECTORS[2];
+        assert!(h.verify(Some(costlier), password));
+        assert_eq!(kept_buffer(), first);
+        // One with a lower cost uses the kept one.
+        let (password, cheaper) = RUST_ARGON2_VECTORS[3];
+        assert!(h.verify(Some(cheaper), password));
+        assert_eq!(kept_buffer(), first);
+        // Nothing a hash derived stays behind in it.
+        ARGON2_MEMORY.with(|m| {
+            assert!(m
+                .borrow()
+                .iter()
+                .all(|b| b.as_ref().iter().all(|w| *w == 0)));
+        });
+    }
+
+    #[test]
+    fn each_verification_is_one_argon2_run_and_greedy_hashes_are_never_run() {
+        let h = PasswordHasher::new(
+            Argon2Cost {
+                memory_kib: 64,
+                iterations: 1,
+            },
+            1,
+        );
+        let configured = (64, 1, 1);
+        let stored = h.hash("password123").unwrap();
+        assert_eq!(argon2_runs(), [configured]);
+        assert!(h.verify(Some(&stored), "password123"));
+        assert_eq!(argon2_runs(), [configured]);
+        // An unknown user: one verification at the configured cost.
+        assert!(!h.verify(None, "password123"));
+        assert_eq!(argon2_runs(), [configured]);
+        let salt_and_hash = "$c29tZXNhbHRzb21lc2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        for params in [
+            "m=1048577,t=1,p=1",
+            "m=4194304,t=2,p=1",
+            "m=64,t=101,p=1",
+            "m=64,t=100000,p=1",
+            "m=256,t=1,p=17",
+            "m=64,t=1,p=255",
+            "m=64,t=1,p=1,m=4194304",
+            "m=lots,t=1,p=1",
+        ] {
+            let greedy = format!("$argon2id$v=19${params}{salt_and_hash}");
+            assert_eq!(hash_kind(&greedy), HashKind::Unsupported, "{greedy}");
+            assert!(parse_argon2(&greedy).is_none(), "{greedy}");
+            assert!(!h.verify(Some(&greedy), "password123"), "{greedy}");
+            // Only the stand-in ran, at the configured cost.
+            assert_eq!(argon2_runs(), [configured], "{greedy}");
+        }
+        // The limits themselves are allowed.
+        let at_limits = format!("$argon2id$v=19$m=1048576,t=100,p=16{salt_and_hash}");
+        assert!(parse_argon2(&at_limits).is_some());
+        // Malformed ones do no Argon2 work of their own either.
+        for malformed in [
+            "$argon2id$v=19$m=64,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$AAAA",
+            "$argon2id$v=19$m=64,t=1,p=1$c29tZQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "$argon2id$v=19$m=64,t=1,p=1$c29tZXNhbHRzb21lc2FsdA==$AAAAAAAAAAAAAAAAAAAAAA",
+            "$argon2id$v=18$m=64,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$AAAAAAAAAAAAAAAAAAAAAA",
+            "$argon2x$v=19$m=64,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$AAAAAAAAAAAAAAAAAAAAAA",
+            "$argon2id$v=19$m=64,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$AAAAAAAAAAAAAAAAAAAAAA$",
+            "$argon2id$v=19$m=4,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$AAAAAAAAAAAAAAAAAAAAAA",
+            "$argon2id$v=19$m=64,t=0,p=1$c29tZXNhbHRzb21lc2FsdA$AAAAAAAAAAAAAAAAAAAAAA",
+            "$argon2id$v=19$m=64,t=1$c29tZXNhbHRzb21lc2FsdA$AAAAAAAAAAAAAAAAAAAAAA",
+            "$argon2id$v=19$m=64,p=1,t=1$c29tZXNhbHRzb21lc2FsdA$AAAAAAAAAAAAAAAAAAAAAA",
+        ] {
+            assert!(parse_argon2(malformed).is_none(), "{malformed}");
+            assert!(!h.verify(Some(malformed), "password123"), "{malformed}");
+            let runs = argon2_runs();
+            let own_runs = if hash_kind(malformed) == HashKind::Argon2 {
+                0
+            } else {
+                1
+            };
+            assert_eq!(runs.len(), own_runs, "{malformed}");
+        }
     }
 
     /// Made by Django's way with Python: `hashlib.pbkdf2_hmac("sha256", password, salt,
