@@ -71,6 +71,8 @@ pub fn events(ctx: &Ctx, req: &Request) -> Result<Response> {
         db_path: config.db_path.clone(),
         sync: config.sync,
         render: render_message,
+        heartbeat: config.heartbeat,
+        peer_check: config.peer_check,
     };
     // Streams are revalidated, never stored; the server passes this header on.
     let mut resp = Response::new(200).with_header("Cache-Control", "no-cache");

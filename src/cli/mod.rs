@@ -4,6 +4,8 @@
 //! Each returns a one-line error for the command line to print.
 
 pub mod accounts;
+pub mod args;
+pub mod run;
 
 use crate::config::{Argon2Cost, SyncMode};
 use crate::domain::auth::{self, PasswordHasher};

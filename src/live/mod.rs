@@ -27,10 +27,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const HEARTBEAT: Duration = Duration::from_secs(15);
-/// How often an idle stream checks that its client is still there (one cheap syscall),
-/// so a closed tab frees its stream slot within about a second.
-const PEER_CHECK: Duration = Duration::from_secs(1);
 const QUEUE_PER_STREAM: usize = 128;
 const STREAM_STACK: usize = 64 * 1024;
 /// A replaying stream reads a page of messages from the database, writes it, then reads
@@ -48,7 +44,7 @@ pub const REPLAY_WINDOW_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// connections keep 2 MiB each).
 const REPLAY_CACHE_KIB: u32 = 256;
 /// `Retry-After` of a stream refused by the per-address cap (`--streams-per-address`): a
-/// closed stream frees its place within about a second (`PEER_CHECK`).
+/// closed stream frees its place within about a second (`Replay::peer_check`).
 pub const STREAMS_RETRY_AFTER: u64 = 5;
 const TYPING_EVERY: Duration = Duration::from_millis(1500);
 
@@ -405,6 +401,11 @@ pub struct Replay {
     pub db_path: PathBuf,
     pub sync: SyncMode,
     pub render: Render,
+    /// With nothing to send for this long, the stream sends a heartbeat (`config.heartbeat`).
+    pub heartbeat: Duration,
+    /// How often an idle stream checks that its client is still there (one cheap syscall),
+    /// so a closed tab frees its place within about this (`config.peer_check`).
+    pub peer_check: Duration,
 }
 
 /// Starts a stream on a connection taken over for it: its own small thread writes the
@@ -482,6 +483,7 @@ fn run_stream(
         return;
     }
     let mut cursor = replay.after;
+    let (heartbeat, peer_check) = (replay.heartbeat, replay.peer_check);
     if let Some(newest) = replay.resync {
         let data = json!({ "newest_id": newest }).to_string();
         if write_event(w.as_mut(), newest, "resync", &data).is_err() {
@@ -506,7 +508,7 @@ fn run_stream(
     };
     let mut last_write = Instant::now();
     loop {
-        match rx.recv_timeout(PEER_CHECK) {
+        match rx.recv_timeout(peer_check) {
             Ok(ev) => {
                 if deliver(&mut w, ev).is_err() {
                     return;
@@ -517,7 +519,7 @@ fn run_stream(
                 if peer_fd.is_some_and(crate::http::peer_gone) {
                     return;
                 }
-                if last_write.elapsed() >= HEARTBEAT {
+                if last_write.elapsed() >= heartbeat {
                     if w.write_all(b": heartbeat\n\n")
                         .and_then(|_| w.flush())
                         .is_err()

@@ -24,7 +24,6 @@ const QUEUE: usize = 8_192;
 const BATCH: usize = 1_000;
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
-const STREAM_CHECK_EVERY: Duration = Duration::from_secs(30);
 
 /// Rows one client (an IPv4 address, an IPv6 /64) may add to the request log per minute.
 /// The web app makes a handful of calls per action and is pushed the rest over its event
@@ -113,11 +112,23 @@ pub fn start_with(
     let (tx, rx) = bounded(QUEUE);
     let conn = store::open(&config.db_path, config.sync)?;
     let retention = config.log_retention_days;
+    let stream_check_every = config.stream_check_every;
     let throttled = Arc::new(AtomicU64::new(0));
     let per_client = PerClient::new(limits.per_client_per_minute, throttled.clone());
     let handle = std::thread::Builder::new()
         .name("request-log".into())
-        .spawn(move || run(conn, rx, retention, limits.max_rows, per_client, &hub))
+        .spawn(move || {
+            let max_rows = limits.max_rows;
+            run(
+                conn,
+                rx,
+                retention,
+                max_rows,
+                stream_check_every,
+                per_client,
+                &hub,
+            )
+        })
         .map_err(|e| format!("cannot start the log writer: {e}"))?;
     Ok((
         LogSender {
@@ -134,6 +145,7 @@ fn run(
     rx: Receiver<LogEntry>,
     retention_days: u32,
     max_rows: u64,
+    stream_check_every: Duration,
     mut per_client: PerClient,
     hub: &Hub,
 ) {
@@ -171,7 +183,7 @@ fn run(
             housekeeping(&conn, retention_days, max_rows);
             last_housekeeping = Some(Instant::now());
         }
-        if last_stream_check.elapsed() >= STREAM_CHECK_EVERY {
+        if last_stream_check.elapsed() >= stream_check_every {
             close_ended_streams(&conn, hub);
             last_stream_check = Instant::now();
         }
