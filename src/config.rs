@@ -1,7 +1,7 @@
 //! Settings of a running server, built once from flags and environment variables (see
 //! `cli::args`) or directly by tests, then shared read-only by every thread.
 //!
-//! Every setting of the command line is declared once, in [`settings!`]: its name (the flag
+//! Every setting of the command line is declared once, in `settings!`: its name (the flag
 //! is `--` and the name with dashes), its environment variable, its default and its help
 //! text. From that one list come clap's arguments (`cli::args`), the typed defaults
 //! ([`GlobalSettings`], [`ServeSettings`]) that [`Config::new`] converts, and the table
@@ -21,7 +21,9 @@ use std::time::Duration;
 /// and the README show it) or `unset "meaning"` (no value: what the server does then, in the
 /// README's words), and where needed `value_name` (what `--help` shows for the value) and
 /// `delimiter` (a list given in one value, comma-separated). Global settings apply to every
-/// command (`whitebeat --db x migrate`), the others to `serve`.
+/// command (`whitebeat --db x migrate`), the others to `serve`. A new setting is an entry
+/// here, its use in `Config::from_settings` and its row in the README (a test says which is
+/// missing).
 macro_rules! settings {
     ($then:ident) => {
         $then! {
@@ -140,7 +142,8 @@ macro_rules! settings {
 }
 pub(crate) use settings;
 
-/// One setting as the list declares it, for documentation and checks.
+/// One setting as the list declares it (its flag, environment variable and default), for
+/// the checks that hold clap and the README to the list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Setting {
     /// The field's name in [`GlobalSettings`] or [`ServeSettings`]; see [`Setting::flag`].
@@ -152,8 +155,6 @@ pub struct Setting {
     pub default: Option<&'static str>,
     /// For a setting with no default: what not giving it means.
     pub unset: Option<&'static str>,
-    pub value_name: Option<&'static str>,
-    pub delimiter: Option<char>,
 }
 
 impl Setting {
@@ -179,8 +180,8 @@ macro_rules! setting_types {
         }
         setting_types! {
             @group
-            /// The settings of `whitebeat serve` (see `settings!`), as given: [`Config::from_settings`]
-            /// turns them into the server's [`Config`].
+            /// The settings of `whitebeat serve` (see `settings!`), as given:
+            /// [`Config::from_settings`] turns them into the server's [`Config`].
             ServeSettings, false, $($serve)*
         }
     };
@@ -215,8 +216,6 @@ macro_rules! setting_types {
                     global: $global,
                     default: optional!($($default)?),
                     unset: optional!($($unset)?),
-                    value_name: optional!($($value_name)?),
-                    delimiter: optional!($($delimiter)?),
                 },
             )*];
         }

@@ -1,7 +1,8 @@
 //! The administrative commands behind `whitebeat migrate`, `createsuperuser`,
 //! `make-admin`, `remove-admin`, `changepassword`, `activate`/`deactivate`, `backup` and
 //! `restore`.
-//! Each returns a one-line error for the command line to print.
+//! Each returns a one-line error for the command line to print. `args` is the command line
+//! as clap reads it, `run` runs what it names.
 
 pub mod accounts;
 pub mod args;
