@@ -112,23 +112,12 @@ pub fn start_with(
     let (tx, rx) = bounded(QUEUE);
     let conn = store::open(&config.db_path, config.sync)?;
     let retention = config.log_retention_days;
-    let stream_check_every = config.stream_check_every;
+    let (max_rows, check_every) = (limits.max_rows, config.stream_check_every);
     let throttled = Arc::new(AtomicU64::new(0));
     let per_client = PerClient::new(limits.per_client_per_minute, throttled.clone());
     let handle = std::thread::Builder::new()
         .name("request-log".into())
-        .spawn(move || {
-            let max_rows = limits.max_rows;
-            run(
-                conn,
-                rx,
-                retention,
-                max_rows,
-                stream_check_every,
-                per_client,
-                &hub,
-            )
-        })
+        .spawn(move || run(conn, rx, retention, max_rows, check_every, per_client, &hub))
         .map_err(|e| format!("cannot start the log writer: {e}"))?;
     Ok((
         LogSender {
