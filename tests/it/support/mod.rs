@@ -323,21 +323,23 @@ pub fn conversation_with<'a>(list: &'a Value, other: &str) -> &'a Value {
 }
 
 /// Writes `n` rows straight into a database through the server's write queue, in
-/// transactions of 2,000: `write(conn, i)` writes row `i`. The queue
+/// transactions of 1,000: `write(conn, i)` writes row `i`. The queue
 /// (`whitebeat::db::write_tx`) is one per process and every test's servers share this
 /// process, so one transaction of 100,000 rows would hold up every other test's writes for
-/// seconds.
+/// seconds. Between batches the queue is left free for a moment: its mutex is not fair, and
+/// taken again at once it would go to this writer every time.
 pub fn write_in_batches(
     conn: &rusqlite::Connection,
     n: usize,
     mut write: impl FnMut(&rusqlite::Connection, usize),
 ) {
-    const BATCH: usize = 2_000;
+    const BATCH: usize = 1_000;
     for start in (0..n).step_by(BATCH) {
         let tx = whitebeat::db::write_tx(conn).unwrap();
         for i in start..(start + BATCH).min(n) {
             write(&tx, i);
         }
         tx.commit().unwrap();
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
