@@ -2,20 +2,18 @@
 //! codes (uses, expiry, revocation, the race for a code's last use), admins creating
 //! accounts, deactivation ending sessions and event streams at once while keeping the
 //! messages, reactivation, and password resets.
-mod common;
-mod support_events;
-
-use common::TestServer;
+use crate::support;
+use crate::support::events::SseClient;
+use crate::support::TestServer;
 use serde_json::{json, Value};
 use std::time::Duration;
-use support_events::SseClient;
-use whitebeat::config::{SignupMode, SyncMode};
+use whitebeat::config::SignupMode;
 
 fn start(mode: SignupMode) -> TestServer {
-    common::start_with(|c| c.signup = mode)
+    support::start_with(|c| c.signup = mode)
 }
 
-fn signup_with(s: &TestServer, username: &str, code: Option<&str>) -> common::Resp {
+fn signup_with(s: &TestServer, username: &str, code: Option<&str>) -> support::Resp {
     let mut body = json!({"username": username, "password": "password123"});
     if let Some(code) = code {
         body["invite_code"] = json!(code);
@@ -24,7 +22,7 @@ fn signup_with(s: &TestServer, username: &str, code: Option<&str>) -> common::Re
 }
 
 fn user_count(s: &TestServer) -> i64 {
-    let conn = whitebeat::store::open(&s.db_path(), SyncMode::Normal).unwrap();
+    let conn = s.db();
     conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
         .unwrap()
 }
@@ -35,16 +33,9 @@ fn create_invite(s: &TestServer, admin: &str, body: Value) -> Value {
     r.body
 }
 
-fn error_text(r: &common::Resp) -> String {
-    r.body["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no JSON error: {}", r.text))
-        .to_string()
-}
-
 #[test]
 fn the_mode_is_public_and_open_is_the_default() {
-    let s = common::start();
+    let s = support::start();
     let r = s.get("/api/signup/", None);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body, json!({"mode": "open"}));
@@ -71,7 +62,7 @@ fn closed_refuses_every_signup_with_403_and_admins_create_accounts() {
     ] {
         let r = s.post("/api/signup/", None, body);
         assert_eq!(r.status, 403, "{}", r.text);
-        assert!(error_text(&r).contains("closed"), "{}", r.text);
+        assert!(r.error().contains("closed"), "{}", r.text);
     }
     assert_eq!(user_count(&s), before, "a refused sign-up wrote nothing");
 
@@ -97,7 +88,7 @@ fn closed_refuses_every_signup_with_403_and_admins_create_accounts() {
     // The same rules as sign-up.
     let r = s.post("/api/admin/users/", Some(&root), body);
     assert_eq!(r.status, 400);
-    assert_eq!(error_text(&r), "Username already exists");
+    assert_eq!(r.error(), "Username already exists");
     let r = s.post(
         "/api/admin/users/",
         Some(&root),
@@ -123,7 +114,7 @@ fn invite_mode_needs_a_usable_code() {
 
     let r = signup_with(&s, "anna", None);
     assert_eq!(r.status, 403, "{}", r.text);
-    assert!(error_text(&r).contains("invite code"), "{}", r.text);
+    assert!(r.error().contains("invite code"), "{}", r.text);
     let r = signup_with(&s, "anna", Some("0123456789abcdef01234567"));
     assert_eq!(r.status, 403, "{}", r.text);
     assert_eq!(user_count(&s), before);
@@ -153,7 +144,7 @@ fn invite_mode_needs_a_usable_code() {
     // Used up.
     let r = signup_with(&s, "ben", Some(&code));
     assert_eq!(r.status, 403, "{}", r.text);
-    assert!(error_text(&r).contains("not valid"), "{}", r.text);
+    assert!(r.error().contains("not valid"), "{}", r.text);
 
     let list = s.get("/api/admin/invites/", Some(&root));
     assert_eq!(list.status, 200, "{}", list.text);
@@ -164,7 +155,7 @@ fn invite_mode_needs_a_usable_code() {
     assert_eq!(first["state"], "used up");
 
     // The account remembers its invite.
-    let conn = whitebeat::store::open(&s.db_path(), SyncMode::Normal).unwrap();
+    let conn = s.db();
     let invite_id: Option<i64> = conn
         .query_row(
             "SELECT invite_id FROM users WHERE username = 'anna'",
@@ -216,7 +207,7 @@ fn invites_can_allow_several_uses_expire_and_be_revoked() {
 
     // An expired code is refused (made to expire by moving its time back in the store).
     let soon = create_invite(&s, &root, json!({"expires_in_days": 1}));
-    let conn = whitebeat::store::open(&s.db_path(), SyncMode::Normal).unwrap();
+    let conn = s.db();
     conn.execute(
         "UPDATE invites SET expires_at = ?1 WHERE id = ?2",
         rusqlite::params![whitebeat::store::now_us() - 1, soon["id"].as_i64()],
@@ -285,7 +276,7 @@ fn two_signups_racing_for_the_last_use_get_one_account() {
 
 #[test]
 fn admins_list_every_account_with_search_and_paging() {
-    let s = common::start();
+    let s = support::start();
     let root = s.admin("root");
     for name in ["alice", "bob", "carol", "dave"] {
         s.user(name);
@@ -341,7 +332,7 @@ fn admins_list_every_account_with_search_and_paging() {
 
 #[test]
 fn deactivation_ends_sessions_and_streams_at_once_and_keeps_messages() {
-    let s = common::start();
+    let s = support::start();
     let root = s.admin("root");
     let alice = s.user("alice");
     let bob = s.user("bob");
@@ -409,7 +400,7 @@ fn deactivation_ends_sessions_and_streams_at_once_and_keeps_messages() {
 
 #[test]
 fn the_last_active_admin_cannot_be_deactivated_by_another_admin_either() {
-    let s = common::start();
+    let s = support::start();
     let root = s.admin("root");
     let helper = s.admin("helper");
     let r = s.post(
@@ -449,7 +440,7 @@ fn the_last_active_admin_cannot_be_deactivated_by_another_admin_either() {
 
 #[test]
 fn password_resets_end_sessions_and_can_generate_a_password() {
-    let s = common::start();
+    let s = support::start();
     let root = s.admin("root");
     let alice = s.user("alice");
     let mut stream = SseClient::open(s.addr(), &alice);

@@ -3,38 +3,14 @@
 //! client missed (also while messages keep coming), logout closes the stream, a client that
 //! never reads cannot hold up anyone else, `read`, `typing` and `presence` events, the
 //! stream caps (`503`), and `401` without a session.
-mod common;
-mod support_events;
-
-use common::TestServer;
+use crate::support;
+use crate::support::events::{Next, Opts, SseClient};
+use crate::support::TestServer;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
-use support_events::{Next, Opts, SseClient};
 
 const WAIT: Duration = Duration::from_secs(5);
-
-/// Signs a user up and logs in; returns (token, user id).
-fn user(s: &TestServer, name: &str) -> (String, i64) {
-    let r = s.signup(name);
-    assert_eq!(r.status, 201, "{}", r.text);
-    let id = r.body["user_id"].as_i64().unwrap();
-    let l = s.login(name, "password123");
-    assert_eq!(l.status, 200);
-    (l.body["token"].as_str().unwrap().to_string(), id)
-}
-
-fn login(s: &TestServer, name: &str) -> String {
-    let l = s.login(name, "password123");
-    assert_eq!(l.status, 200);
-    l.body["token"].as_str().unwrap().to_string()
-}
-
-fn send(s: &TestServer, token: &str, to: &str, content: &str) -> Value {
-    let r = s.send(token, to, content);
-    assert_eq!(r.status, 201, "{}", r.text);
-    r.body["message"].clone()
-}
 
 fn open(s: &TestServer, token: &str) -> SseClient {
     let c = SseClient::open(s.addr(), token);
@@ -42,11 +18,7 @@ fn open(s: &TestServer, token: &str) -> SseClient {
     c
 }
 
-fn db(s: &TestServer) -> rusqlite::Connection {
-    whitebeat::store::open(&s.db_path(), whitebeat::config::SyncMode::Normal).unwrap()
-}
-
-fn message_ids(events: &[support_events::SseEvent]) -> Vec<i64> {
+fn message_ids(events: &[support::events::SseEvent]) -> Vec<i64> {
     events
         .iter()
         .filter(|e| e.event == "message")
@@ -56,9 +28,9 @@ fn message_ids(events: &[support_events::SseEvent]) -> Vec<i64> {
 
 #[test]
 fn a_message_reaches_the_receiver_and_the_sender() {
-    let s = common::start();
-    let (alice, _) = user(&s, "alice");
-    let (bob, _) = user(&s, "bob");
+    let s = support::start();
+    let (alice, _) = s.user_and_id("alice");
+    let (bob, _) = s.user_and_id("bob");
     let mut bob_stream = open(&s, &bob);
     assert!(bob_stream
         .header("content-type")
@@ -67,7 +39,7 @@ fn a_message_reaches_the_receiver_and_the_sender() {
     assert_eq!(bob_stream.header("cache-control"), Some("no-cache"));
     let mut alice_stream = open(&s, &alice);
 
-    let sent = send(&s, &alice, "bob", "  live hello  ");
+    let sent = s.sent(&alice, "bob", "  live hello  ");
     let id = sent["id"].as_i64().unwrap();
 
     let ev = bob_stream.expect_message(WAIT);
@@ -98,25 +70,25 @@ fn a_message_reaches_the_receiver_and_the_sender() {
     assert_eq!(ev.data["content"], "live hello");
 
     // A note to self arrives once.
-    let note = send(&s, &alice, "alice", "note")["id"].as_i64().unwrap();
+    let note = s.sent(&alice, "alice", "note")["id"].as_i64().unwrap();
     let evs = alice_stream.collect_for(Duration::from_millis(500));
     assert_eq!(message_ids(&evs), [note]);
 }
 
 #[test]
 fn a_third_users_stream_gets_nothing_of_it() {
-    let s = common::start();
-    let (alice, _) = user(&s, "alice");
-    let (bob, _) = user(&s, "bob");
-    let (carol, _) = user(&s, "carol");
+    let s = support::start();
+    let (alice, _) = s.user_and_id("alice");
+    let (bob, _) = s.user_and_id("bob");
+    let (carol, _) = s.user_and_id("carol");
     let mut carol_stream = open(&s, &carol);
     let mut bob_stream = open(&s, &bob);
     for i in 0..5 {
-        send(&s, &alice, "bob", &format!("private {i}"));
-        send(&s, &bob, "alice", &format!("private reply {i}"));
+        s.sent(&alice, "bob", &format!("private {i}"));
+        s.sent(&bob, "alice", &format!("private reply {i}"));
     }
     // Typing and read receipts between them stay between them too.
-    let conv = send(&s, &alice, "bob", "last")["conversation_id"].clone();
+    let conv = s.sent(&alice, "bob", "last")["conversation_id"].clone();
     assert_eq!(
         s.post(
             "/api/typing/",
@@ -128,9 +100,7 @@ fn a_third_users_stream_gets_nothing_of_it() {
     );
     s.get("/api/messages/?other_username=bob", Some(&alice));
     // A marker for carol: the first thing her stream shows must be it.
-    let marker = send(&s, &alice, "carol", "for carol")["id"]
-        .as_i64()
-        .unwrap();
+    let marker = s.sent(&alice, "carol", "for carol")["id"].as_i64().unwrap();
     let ev = carol_stream.next(WAIT);
     let Next::Event(ev) = ev else {
         panic!("carol got {ev:?}")
@@ -146,13 +116,13 @@ fn a_third_users_stream_gets_nothing_of_it() {
 
 #[test]
 fn last_event_id_replays_exactly_what_was_missed() {
-    let s = common::start();
-    let (alice, _) = user(&s, "alice");
-    let (bob, _) = user(&s, "bob");
-    let (carol, _) = user(&s, "carol");
+    let s = support::start();
+    let (alice, _) = s.user_and_id("alice");
+    let (bob, _) = s.user_and_id("bob");
+    let (carol, _) = s.user_and_id("carol");
     let mut first = open(&s, &bob);
-    let m1 = send(&s, &alice, "bob", "m1")["id"].as_i64().unwrap();
-    let m2 = send(&s, &bob, "alice", "m2")["id"].as_i64().unwrap();
+    let m1 = s.sent(&alice, "bob", "m1")["id"].as_i64().unwrap();
+    let m2 = s.sent(&bob, "alice", "m2")["id"].as_i64().unwrap();
     assert_eq!(first.expect_message(WAIT).id, Some(m1));
     let seen = first.expect_message(WAIT).id.unwrap();
     assert_eq!(seen, m2);
@@ -162,22 +132,18 @@ fn last_event_id_replays_exactly_what_was_missed() {
     let mut missed = Vec::new();
     for i in 0..5 {
         missed.push(
-            send(&s, &alice, "bob", &format!("away {i}"))["id"]
+            s.sent(&alice, "bob", &format!("away {i}"))["id"]
                 .as_i64()
                 .unwrap(),
         );
     }
+    missed.push(s.sent(&carol, "bob", "from carol")["id"].as_i64().unwrap());
     missed.push(
-        send(&s, &carol, "bob", "from carol")["id"]
+        s.sent(&bob, "carol", "from bob elsewhere")["id"]
             .as_i64()
             .unwrap(),
     );
-    missed.push(
-        send(&s, &bob, "carol", "from bob elsewhere")["id"]
-            .as_i64()
-            .unwrap(),
-    );
-    send(&s, &alice, "carol", "not bob's business");
+    s.sent(&alice, "carol", "not bob's business");
 
     let mut again = SseClient::open_after(s.addr(), &bob, seen);
     assert_eq!(again.status, 200);
@@ -186,9 +152,7 @@ fn last_event_id_replays_exactly_what_was_missed() {
         got.push(again.expect_message(WAIT).data["id"].as_i64().unwrap());
     }
     assert_eq!(got, missed, "exactly the missed ones, in order");
-    let live = send(&s, &alice, "bob", "live again")["id"]
-        .as_i64()
-        .unwrap();
+    let live = s.sent(&alice, "bob", "live again")["id"].as_i64().unwrap();
     let evs = again.collect_for(Duration::from_millis(700));
     assert_eq!(message_ids(&evs), [live], "then live, without duplicates");
 
@@ -221,15 +185,15 @@ fn last_event_id_replays_exactly_what_was_missed() {
 #[test]
 fn reconnecting_while_messages_keep_coming_loses_and_repeats_nothing() {
     const N: usize = 300;
-    let s = common::start();
-    let (alice, _) = user(&s, "alice");
-    let (bob, _) = user(&s, "bob");
+    let s = support::start();
+    let (alice, _) = s.user_and_id("alice");
+    let (bob, _) = s.user_and_id("bob");
     let mut first = open(&s, &bob);
     let sent: Vec<i64> = std::thread::scope(|scope| {
         let sender = scope.spawn(|| {
             (0..N)
                 .map(|i| {
-                    send(&s, &alice, "bob", &format!("n{i}"))["id"]
+                    s.sent(&alice, "bob", &format!("n{i}"))["id"]
                         .as_i64()
                         .unwrap()
                 })
@@ -258,10 +222,10 @@ fn reconnecting_while_messages_keep_coming_loses_and_repeats_nothing() {
 
 #[test]
 fn logout_closes_the_stream_of_that_session() {
-    let s = common::start();
-    let (alice, _) = user(&s, "alice");
-    let (bob, _) = user(&s, "bob");
-    let bob2 = login(&s, "bob");
+    let s = support::start();
+    let (alice, _) = s.user_and_id("alice");
+    let (bob, _) = s.user_and_id("bob");
+    let bob2 = s.token("bob", "password123");
     let mut stream = open(&s, &bob);
     let mut other = open(&s, &bob2);
     let r = s.post("/api/logout/", Some(&bob), json!({}));
@@ -271,9 +235,7 @@ fn logout_closes_the_stream_of_that_session() {
         "the stream stayed open after logout"
     );
     // The other session's stream lives on.
-    let id = send(&s, &alice, "bob", "still here")["id"]
-        .as_i64()
-        .unwrap();
+    let id = s.sent(&alice, "bob", "still here")["id"].as_i64().unwrap();
     assert_eq!(other.expect_message(WAIT).id, Some(id));
     // And the revoked token cannot open a new one.
     let again = SseClient::open(s.addr(), &bob);
@@ -283,11 +245,13 @@ fn logout_closes_the_stream_of_that_session() {
 #[test]
 fn a_client_that_never_reads_does_not_hold_up_others() {
     // The flood is megabytes of messages; fsync per batch is not what is under test.
-    let s = common::start_with(|c| c.sync = whitebeat::config::SyncMode::Normal);
-    let (alice, _) = user(&s, "alice");
-    let (slow, slow_id) = user(&s, "slowpoke");
-    let (carol, _) = user(&s, "carol");
-    let flooders: Vec<String> = (0..4).map(|i| user(&s, &format!("flood{i}")).0).collect();
+    let s = support::start_with(|c| c.sync = whitebeat::config::SyncMode::Normal);
+    let (alice, _) = s.user_and_id("alice");
+    let (slow, slow_id) = s.user_and_id("slowpoke");
+    let (carol, _) = s.user_and_id("carol");
+    let flooders: Vec<String> = (0..4)
+        .map(|i| s.user_and_id(&format!("flood{i}")).0)
+        .collect();
     // Opens its stream, then never reads a byte.
     let stalled = SseClient::open_with(
         s.addr(),
@@ -319,13 +283,13 @@ fn a_client_that_never_reads_does_not_hold_up_others() {
                 let s = &s;
                 scope.spawn(move || {
                     for _ in 0..25 {
-                        send(s, token, "slowpoke", big);
+                        s.sent(token, "slowpoke", big);
                     }
                 });
             }
             // Meanwhile carol's messages arrive at once.
             let t = Instant::now();
-            let id = send(&s, &alice, "carol", "are you there?")["id"]
+            let id = s.sent(&alice, "carol", "are you there?")["id"]
                 .as_i64()
                 .unwrap();
             let ev = carol_stream.expect_message(WAIT);
@@ -340,9 +304,9 @@ fn a_client_that_never_reads_does_not_hold_up_others() {
     );
     assert!(worst < Duration::from_secs(2), "carol waited {worst:?}");
     // After the drop, carol still gets hers promptly and sends still succeed.
-    let id = send(&s, &alice, "carol", "after")["id"].as_i64().unwrap();
+    let id = s.sent(&alice, "carol", "after")["id"].as_i64().unwrap();
     assert_eq!(carol_stream.expect_message(WAIT).id, Some(id));
-    send(&s, &flooders[0], "slowpoke", "one more");
+    s.sent(&flooders[0], "slowpoke", "one more");
     drop(stalled);
     // The slow user can resume from the database.
     let mut resumed = SseClient::open_after(s.addr(), &slow, id);
@@ -353,12 +317,12 @@ fn a_client_that_never_reads_does_not_hold_up_others() {
 
 #[test]
 fn reading_sends_a_read_event_to_the_other_side() {
-    let s = common::start();
-    let (alice, _) = user(&s, "alice");
-    let (bob, bob_id) = user(&s, "bob");
+    let s = support::start();
+    let (alice, _) = s.user_and_id("alice");
+    let (bob, bob_id) = s.user_and_id("bob");
     let mut alice_stream = open(&s, &alice);
-    send(&s, &alice, "bob", "one");
-    let m2 = send(&s, &alice, "bob", "two");
+    s.sent(&alice, "bob", "one");
+    let m2 = s.sent(&alice, "bob", "two");
     let conv = m2["conversation_id"].as_i64().unwrap();
     let page = s.get("/api/messages/?other_username=alice", Some(&bob));
     assert_eq!(page.status, 200);
@@ -374,7 +338,7 @@ fn reading_sends_a_read_event_to_the_other_side() {
 
     // Fetching again marks nothing: no event. Then mark-as-read of a new one: an event.
     s.get("/api/messages/?other_username=alice", Some(&bob));
-    let m3 = send(&s, &alice, "bob", "three");
+    let m3 = s.sent(&alice, "bob", "three");
     let r = s.post(
         "/api/mark-as-read/",
         Some(&bob),
@@ -393,15 +357,15 @@ fn reading_sends_a_read_event_to_the_other_side() {
 
 #[test]
 fn typing_reaches_the_other_member() {
-    let s = common::start();
-    let (alice, _) = user(&s, "alice");
-    let (bob, _) = user(&s, "bob");
-    let (carol, _) = user(&s, "carol");
-    let (dave, _) = user(&s, "dave");
-    let conv = send(&s, &alice, "bob", "hi")["conversation_id"]
+    let s = support::start();
+    let (alice, _) = s.user_and_id("alice");
+    let (bob, _) = s.user_and_id("bob");
+    let (carol, _) = s.user_and_id("carol");
+    let (dave, _) = s.user_and_id("dave");
+    let conv = s.sent(&alice, "bob", "hi")["conversation_id"]
         .as_i64()
         .unwrap();
-    send(&s, &carol, "bob", "hi from carol");
+    s.sent(&carol, "bob", "hi from carol");
     let mut bob_stream = open(&s, &bob);
 
     let r = s.post(
@@ -431,7 +395,7 @@ fn typing_reaches_the_other_member() {
         json!({"conversation_id": conv}),
     );
     assert_eq!(r.status, 204);
-    let id = send(&s, &alice, "bob", "typed")["id"].as_i64().unwrap();
+    let id = s.sent(&alice, "bob", "typed")["id"].as_i64().unwrap();
     match bob_stream.next(WAIT) {
         Next::Event(ev) => {
             assert_eq!(ev.event, "message", "{ev:?}");
@@ -493,16 +457,16 @@ fn online_in_conversations(s: &TestServer, token: &str, who: &str) -> bool {
 
 #[test]
 fn an_open_stream_makes_you_online_for_your_contacts() {
-    let s = common::start();
-    let (alice, _) = user(&s, "alice");
-    let (bob, bob_id) = user(&s, "bob");
-    let (carol, _) = user(&s, "carol");
-    send(&s, &alice, "bob", "we are contacts");
+    let s = support::start();
+    let (alice, _) = s.user_and_id("alice");
+    let (bob, bob_id) = s.user_and_id("bob");
+    let (carol, _) = s.user_and_id("carol");
+    s.sent(&alice, "bob", "we are contacts");
     let mut alice_stream = open(&s, &alice);
     let mut carol_stream = open(&s, &carol);
     // Bob was last active ten minutes ago.
     let old = whitebeat::store::now_us() - 10 * 60 * 1_000_000;
-    db(&s)
+    s.db()
         .execute(
             "UPDATE users SET last_activity = ?1 WHERE id = ?2",
             [old, bob_id],
@@ -521,9 +485,9 @@ fn an_open_stream_makes_you_online_for_your_contacts() {
     // Carol is no contact of bob's: she sees him online in users/ but gets no event.
     assert!(online_in_users(&s, &carol, "bob"));
     // A second stream of bob's is no news.
-    let bob2 = login(&s, "bob");
+    let bob2 = s.token("bob", "password123");
     // (Logging in is activity: set it back again.)
-    db(&s)
+    s.db()
         .execute(
             "UPDATE users SET last_activity = ?1 WHERE id = ?2",
             [old, bob_id],
@@ -551,12 +515,12 @@ fn an_open_stream_makes_you_online_for_your_contacts() {
 
 #[test]
 fn stream_caps_answer_503() {
-    let s = common::start_with(|c| {
+    let s = support::start_with(|c| {
         c.max_streams_per_user = 2;
         c.max_streams = 3;
     });
-    let (alice, _) = user(&s, "alice");
-    let (bob, _) = user(&s, "bob");
+    let (alice, _) = s.user_and_id("alice");
+    let (bob, _) = s.user_and_id("bob");
     let a1 = open(&s, &alice);
     let _a2 = open(&s, &alice);
     let third = SseClient::open(s.addr(), &alice);
@@ -573,7 +537,7 @@ fn stream_caps_answer_503() {
     assert!(over.body["error"].is_string());
 
     // Closing one (logout of its session) frees a place.
-    let alice2 = login(&s, "alice");
+    let alice2 = s.token("alice", "password123");
     drop(a1);
     s.post("/api/logout/", Some(&alice), json!({}));
     let deadline = Instant::now() + WAIT;
@@ -590,15 +554,15 @@ fn stream_caps_answer_503() {
 
 #[test]
 fn a_stream_needs_a_session() {
-    let s = common::start();
-    user(&s, "alice");
+    let s = support::start();
+    s.user_and_id("alice");
     let c = SseClient::open_with(s.addr(), None, Opts::default());
     assert_eq!(c.status, 401);
     assert!(c.body["error"].is_string());
     let c = SseClient::open(s.addr(), "not-a-token");
     assert_eq!(c.status, 401);
     // A cookie session works, as for a browser's EventSource.
-    let token = login(&s, "alice");
+    let token = s.token("alice", "password123");
     let cookie = format!("whitebeat_session={token}");
     let c = SseClient::open_with(
         s.addr(),
@@ -620,16 +584,16 @@ fn a_stream_needs_a_session() {
 fn an_idle_stream_stays_open_while_its_client_is_there() {
     // The server checks every second whether an idle stream's client has gone; a client
     // that is still connected must never be taken for gone.
-    let s = common::start();
-    let (alice, _) = user(&s, "alice");
-    let (bob, _) = user(&s, "bob");
+    let s = support::start();
+    let (alice, _) = s.user_and_id("alice");
+    let (bob, _) = s.user_and_id("bob");
     let mut bob_stream = open(&s, &bob);
     let quiet = bob_stream.collect_for(Duration::from_millis(3500));
     assert!(
         quiet.iter().all(|e| e.event != "message"),
         "no message was sent yet: {quiet:?}"
     );
-    let sent = send(&s, &alice, "bob", "after a quiet spell");
+    let sent = s.sent(&alice, "bob", "after a quiet spell");
     let ev = bob_stream.expect_message(WAIT);
     assert_eq!(ev.id, sent["id"].as_i64());
     assert_eq!(ev.data["content"], "after a quiet spell");
@@ -637,13 +601,13 @@ fn an_idle_stream_stays_open_while_its_client_is_there() {
 
 #[test]
 fn a_closed_stream_frees_its_slot_within_seconds() {
-    let s = common::start_with(|c| c.max_streams_per_user = 1);
-    let (bob, _) = user(&s, "bob");
+    let s = support::start_with(|c| c.max_streams_per_user = 1);
+    let (bob, _) = s.user_and_id("bob");
     let first = open(&s, &bob);
     drop(first); // the client goes away without a word
     let deadline = std::time::Instant::now() + Duration::from_secs(4);
     loop {
-        let again = support_events::SseClient::open(s.addr(), &bob);
+        let again = support::events::SseClient::open(s.addr(), &bob);
         if again.status == 200 {
             break;
         }

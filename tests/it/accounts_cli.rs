@@ -3,19 +3,17 @@
 //! sign-up over HTTP at once), `create-user` for a closed server, `list-users`, and
 //! `deactivate`/`activate` with the last-admin guard; none of them creates a database at a
 //! mistyped path.
-mod common;
+use crate::support::Client;
 
-use common::bin::{
+use crate::support::bin::{
     assert_ok, assert_one_line_error, run, run_with_stdin, serve, stdout, whitebeat,
 };
 use serde_json::json;
 
 fn post(base: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-    match ureq::post(&format!("{base}{path}")).send_json(body) {
-        Ok(r) => (r.status(), r.into_json().unwrap()),
-        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
-        Err(e) => panic!("{e}"),
-    }
+    let r = Client::new(base).post(path, None, body);
+    assert!(!r.body.is_null(), "{path}: not JSON: {}", r.text);
+    (r.status, r.body)
 }
 
 fn signup(base: &str, username: &str, code: &str) -> u16 {

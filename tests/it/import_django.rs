@@ -5,10 +5,9 @@
 //! the choices for duplicate and empty emails, the other column names the original used,
 //! and the refusals: a database that has users, a missing table or column, a bad row after
 //! writing began (one transaction: nothing stays), the Django file itself as the target.
-mod common;
-
-use common::bin::{run, stderr, stdout, whitebeat};
-use common::conversation_with;
+use crate::support;
+use crate::support::bin::{run, stderr, stdout, whitebeat};
+use crate::support::conversation_with;
 
 use rusqlite::Connection;
 use serde_json::{json, Value};
@@ -187,7 +186,7 @@ fn stored_hash(db: &Path, username: &str) -> String {
         .password_hash
 }
 
-fn login_token(s: &common::TestServer, username: &str, password: &str) -> Value {
+fn login_token(s: &support::TestServer, username: &str, password: &str) -> Value {
     let r = s.login(username, password);
     assert_eq!(r.status, 200, "login {username}: {}", r.text);
     r.body
@@ -239,7 +238,7 @@ fn imports_the_original_and_old_passwords_log_in() {
     assert_eq!(user("carol").last_activity, 1_708_453_800_000_000);
     assert_eq!(user("alice").last_activity, 1_709_366_700_000_000);
 
-    let s = common::start_with({
+    let s = support::start_with({
         let db = db.clone();
         move |c| c.db_path = db
     });
@@ -511,7 +510,7 @@ INSERT INTO api_conversation (id, created_at, updated_at, user1_id, user2_id) VA
     assert!(!warnings.contains("bob and"), "{warnings}");
 
     let db2 = db.clone();
-    let s = common::start_with(move |c| c.db_path = db2);
+    let s = support::start_with(move |c| c.db_path = db2);
     for name in ["alice", "Alice", "аlice"] {
         let body = login_token(&s, name, "alice-old-pass");
         assert_eq!(body["username"], name);
@@ -570,7 +569,7 @@ fn an_import_under_a_running_server_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let source = full_django_db(dir.path());
     let db = dir.path().join("wb.sqlite3");
-    let server = common::start_with({
+    let server = support::start_with({
         let db = db.clone();
         move |c| c.db_path = db
     });

@@ -3,8 +3,9 @@
 //! address is read from its first line.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_whitebeat");
@@ -111,6 +112,51 @@ pub struct ServeProcess {
     pub child: Child,
     /// `http://127.0.0.1:PORT`
     pub base: String,
+    /// Kept open: the server must not get EPIPE on stdout.
+    _stdout: BufReader<ChildStdout>,
+    /// Where its stderr goes, when a file.
+    log: Option<PathBuf>,
+}
+
+impl ServeProcess {
+    pub fn addr(&self) -> SocketAddr {
+        self.base.trim_start_matches("http://").parse().unwrap()
+    }
+
+    /// Sends `signal` to the process; whether it could be sent.
+    pub fn signal(&self, signal: libc::c_int) -> bool {
+        // SAFETY: a signal to our own child, which is not reaped before `wait`.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) == 0 }
+    }
+
+    /// SIGKILL, and waits for the end.
+    pub fn kill9(&mut self) {
+        self.signal(libc::SIGKILL);
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, and waits for the end.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.child.wait().unwrap()
+    }
+
+    /// Its log so far, when its stderr goes to a file.
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    }
+
+    /// Waits (90 s at most) until the log has `n` lines containing `needle`.
+    pub fn wait_log(&self, needle: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while self.log().matches(needle).count() < n {
+            assert!(Instant::now() < deadline, "waited for {n} × {needle:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for ServeProcess {
@@ -122,27 +168,41 @@ impl Drop for ServeProcess {
 
 /// Starts `serve` on 127.0.0.1:0 with extra arguments and waits for its address.
 pub fn serve(db: &Path, args: &[&str]) -> ServeProcess {
-    let mut child = whitebeat(db)
-        .args(["serve", "--bind", "127.0.0.1:0", "--threads", "2"])
+    let mut cmd = whitebeat(db);
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--threads", "2"])
         .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts");
-    let out = child.stdout.take().unwrap();
+        .stderr(Stdio::null());
+    spawn_serve(&mut cmd, None)
+}
+
+/// Starts a `serve` command (its stdout is taken here) and waits (30 s at most) for the
+/// address on its first line. `log` is where its stderr goes, if a file: shown when it
+/// does not start.
+pub fn spawn_serve(cmd: &mut Command, log: Option<&Path>) -> ServeProcess {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("serve starts");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut line = String::new();
-        let _ = BufReader::new(out).read_line(&mut line);
-        let _ = tx.send(line);
+        let _ = out.read_line(&mut line);
+        let _ = tx.send((line, out));
     });
-    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+    let started = rx.recv_timeout(Duration::from_secs(30));
+    let line = started.as_ref().map(|(l, _)| l.as_str()).unwrap_or("");
     let Some(addr) = line.trim().strip_prefix("White Beat listening on ") else {
         let _ = child.kill();
-        panic!("serve did not start: {line:?}");
+        let _ = child.wait();
+        let log = log
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .unwrap_or_default();
+        panic!("serve did not start: {line:?}\n{log}");
     };
+    let base = addr.to_string();
+    let (_, stdout) = started.unwrap();
     ServeProcess {
-        base: addr.to_string(),
         child,
+        base,
+        _stdout: stdout,
+        log: log.map(Path::to_path_buf),
     }
 }

@@ -5,15 +5,14 @@
 //! using the API with credentials (CORS: a listed origin logs in, another is refused).
 //! Browser tests skip loudly where no browser is installed, and fail there when `CI` is set.
 
-mod common;
-mod webdriver;
-
+use crate::support;
+use crate::support::raw::{self, Reply};
+use crate::support::webdriver::{self, Browser};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use webdriver::Browser;
 
 const WAIT: Duration = Duration::from_secs(10);
 const ENTER: &str = "\u{E007}";
@@ -37,27 +36,14 @@ fn screenshots() -> PathBuf {
 /// A GET written byte for byte on a socket, so the path reaches the server exactly as
 /// given (an HTTP client library would normalise `..` and `%2e%2e` away).
 fn raw_get(addr: std::net::SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
-    let mut sock = std::net::TcpStream::connect(addr).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut sock = raw::connect(addr);
     write!(
         sock,
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let mut buf = Vec::new();
-    let _ = sock.read_to_end(&mut buf);
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(buf.len(), |i| i + 4);
-    let head = String::from_utf8_lossy(&buf[..split]).to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head, buf[split..].to_vec())
+    let r = Reply::until_closed(&raw::read_until_closed(&mut sock));
+    (r.status, r.head, r.body)
 }
 
 #[test]
@@ -133,7 +119,7 @@ fn embedded_assets_are_small_and_self_contained() {
 
 #[test]
 fn ui_paths_serve_index_html_with_security_headers() {
-    let s = common::start();
+    let s = support::start();
     for path in ["/", "/admin", "/admin/", "/some/client/route"] {
         let r = s.get(path, None);
         assert_eq!(r.status, 200, "{path}");
@@ -173,7 +159,7 @@ fn ui_paths_serve_index_html_with_security_headers() {
 
 #[test]
 fn scripts_and_styles_have_their_content_types() {
-    let s = common::start();
+    let s = support::start();
     let mut seen = 0;
     for (name, len) in whitebeat::server::assets::embedded_files() {
         let r = s.get(&format!("/{name}"), None);
@@ -199,7 +185,7 @@ fn scripts_and_styles_have_their_content_types() {
 
 #[test]
 fn etag_revalidation_is_a_304() {
-    let s = common::start();
+    let s = support::start();
     for path in ["/app.js", "/style.css", "/", "/admin"] {
         let first = s.get(path, None);
         assert_eq!(first.status, 200);
@@ -214,7 +200,7 @@ fn etag_revalidation_is_a_304() {
 
 #[test]
 fn dotted_paths_never_return_files_from_disk() {
-    let s = common::start();
+    let s = support::start();
     let addr = s.addr();
     let index = s.get("/", None).text;
     let paths = [
@@ -264,7 +250,7 @@ fn ui_dir_serves_its_own_files_only_with_the_index_as_fallback() {
     std::fs::write(ui.join("app.js"), "// app\n").unwrap();
     std::fs::write(outer.path().join("secret.txt"), "not for the web").unwrap();
     let dir = ui.clone();
-    let s = common::start_with(move |c| c.ui_dir = Some(dir));
+    let s = support::start_with(move |c| c.ui_dir = Some(dir));
     let addr = s.addr();
 
     let (status, head, body) = raw_get(addr, "/app.js");
@@ -402,7 +388,7 @@ fn no_page_errors(b: &Browser, who: &str) {
 }
 
 /// The request log entries newer than `after`, read as an admin.
-fn log_entries_after(s: &common::TestServer, admin: &str, after: i64) -> Vec<Value> {
+fn log_entries_after(s: &support::TestServer, admin: &str, after: i64) -> Vec<Value> {
     let stats = s.get("/api/admin/stats/", Some(admin));
     assert_eq!(stats.status, 200, "{}", stats.text);
     stats.body["recent_logs"]
@@ -414,7 +400,7 @@ fn log_entries_after(s: &common::TestServer, admin: &str, after: i64) -> Vec<Val
         .collect()
 }
 
-fn newest_log_id(s: &common::TestServer, admin: &str) -> i64 {
+fn newest_log_id(s: &support::TestServer, admin: &str) -> i64 {
     log_entries_after(s, admin, 0)
         .iter()
         .filter_map(|l| l["id"].as_i64())
@@ -432,7 +418,7 @@ fn two_users_chat_live_in_two_browsers() {
         return;
     }
     let _one = one_at_a_time();
-    let s = common::start();
+    let s = support::start();
     let root = s.admin("root");
     let alice = Browser::launch(1200, 800);
     let bob = Browser::launch(1200, 800);
@@ -632,7 +618,7 @@ fn older_pages_sign_in_errors_and_phone_layout() {
         return;
     }
     let _one = one_at_a_time();
-    let s = common::start();
+    let s = support::start();
     let carol = s.user("carol");
     s.user("dave");
     for i in 1..=120 {
@@ -701,7 +687,7 @@ fn admin_page_shows_stats_and_changes_admins() {
         return;
     }
     let _one = one_at_a_time();
-    let s = common::start();
+    let s = support::start();
     let root = s.admin("root");
     let erin = s.user("erin");
     s.user("frank");
@@ -788,7 +774,7 @@ fn admin_invites_someone_by_link_then_resets_and_deactivates_them() {
         return;
     }
     let _one = one_at_a_time();
-    let s = common::start_with(|c| c.signup = whitebeat::config::SignupMode::Invite);
+    let s = support::start_with(|c| c.signup = whitebeat::config::SignupMode::Invite);
     s.admin("root");
 
     // The admin makes an invite on the admin page and gets a link to send.
@@ -891,7 +877,7 @@ fn admin_invites_someone_by_link_then_resets_and_deactivates_them() {
     no_page_errors(&nina, "nina");
 
     // On a closed server the sign-in page offers no sign-up.
-    let closed = common::start_with(|c| c.signup = whitebeat::config::SignupMode::Closed);
+    let closed = support::start_with(|c| c.signup = whitebeat::config::SignupMode::Closed);
     nina.goto(&closed.base);
     wait_visible(&nina, "#signup-note");
     assert!(!visible(&nina, "#signup-btn"));
@@ -905,7 +891,7 @@ fn banner_while_server_unreachable_then_recovers() {
         return;
     }
     let _one = one_at_a_time();
-    let mut s = common::start();
+    let mut s = support::start();
     let gina = s.user("gina");
     s.user("hank");
     let b = Browser::launch(1000, 700);
@@ -930,15 +916,13 @@ fn banner_while_server_unreachable_then_recovers() {
     );
 
     // Back on the same address and database: the banner goes and the stream resumes.
-    let mut config = common::test_config(s.dir.path());
+    let mut config = support::test_config(s.dir.path());
     config.bind = addr;
     s.handle = Some(whitebeat::serve(config).expect("server restarts"));
     // The test's own client must not reuse a keep-alive connection of the stopped server's
     // (a server stopped in-process leaves its connection threads to answer 503 until they
     // time out; a real process takes its sockets with it).
-    s.agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .build();
+    s.client = support::Client::new(s.base.clone());
     b.wait_until(Duration::from_secs(40), "the banner to go", || {
         !visible(&b, "#offline-banner")
     });
@@ -1073,7 +1057,7 @@ fn a_listed_origin_logs_in_across_origins_and_another_is_refused() {
     let allowed = OtherOrigin::serve(CROSS_ORIGIN_PAGE);
     let refused = OtherOrigin::serve(CROSS_ORIGIN_PAGE);
     let listed = allowed.origin.clone();
-    let s = common::start_with(|c| c.cors_origins = vec![listed]);
+    let s = support::start_with(|c| c.cors_origins = vec![listed]);
     let alice = s.user("alice");
     s.user("bob");
     assert_eq!(s.send(&alice, "bob", "hi").status, 201);

@@ -5,164 +5,17 @@
 //! requests; and slow clients (idle connections, heads and bodies trickled a byte at a time,
 //! abandoned event streams). Each hostile request must get a 4xx or a closed connection —
 //! never a 5xx — and the server must keep serving: a health check follows every attack.
-mod common;
-
-use common::TestServer;
-use serde_json::{json, Value};
+use crate::support;
+use crate::support::raw::{
+    chunked, connect, exchange, get_raw, parse_replies, post_raw, read_until_closed, send, Reply,
+};
+use crate::support::TestServer;
+use serde_json::json;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-// ---------------------------------------------------------------------------------------
-// A tiny raw HTTP/1.1 client.
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Decodes a chunked body at the start of `buf`; returns it and the bytes consumed.
-fn dechunk(buf: &[u8]) -> (Vec<u8>, usize) {
-    let mut body = Vec::new();
-    let mut at = 0;
-    while let Some(eol) = buf[at..].windows(2).position(|w| w == b"\r\n") {
-        let size_text = String::from_utf8_lossy(&buf[at..at + eol]).into_owned();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .unwrap_or(0);
-        at += eol + 2;
-        if size == 0 {
-            // Skip trailers up to the blank line.
-            match buf[at..].windows(2).position(|w| w == b"\r\n") {
-                Some(e) => at += e + 2,
-                None => at = buf.len(),
-            }
-            break;
-        }
-        let end = (at + size).min(buf.len());
-        body.extend_from_slice(&buf[at..end]);
-        at = (end + 2).min(buf.len());
-    }
-    (body, at)
-}
-
-/// Parses every complete response in `buf` (a pipelined exchange gives several).
-fn parse_replies(mut buf: &[u8]) -> Vec<Reply> {
-    let mut out = Vec::new();
-    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let header = |name: &str| {
-            head.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_ascii_lowercase())
-            })
-        };
-        let rest = &buf[end + 4..];
-        if header("transfer-encoding").is_some_and(|te| te.contains("chunked")) {
-            let (body, used) = dechunk(rest);
-            out.push(Reply { status, head, body });
-            buf = &rest[used..];
-            continue;
-        }
-        let length = header("content-length")
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(0);
-        let take = length.min(rest.len());
-        out.push(Reply {
-            status,
-            head,
-            body: rest[..take].to_vec(),
-        });
-        buf = &rest[take..];
-    }
-    out
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
-    s
-}
-
-/// Reads until the server closes the connection (or resets it, or 20 s of silence).
-fn read_all(s: &mut TcpStream) -> Vec<u8> {
-    common::read_until_closed(s)
-}
-
-/// Sends raw bytes (write errors ignored: the server may close early), half-closes, and
-/// returns every response the server wrote before closing.
-fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<Reply> {
-    let mut s = connect(addr);
-    let _ = s.write_all(request);
-    let _ = s.flush();
-    let _ = s.shutdown(Shutdown::Write);
-    parse_replies(&read_all(&mut s))
-}
-
-/// One request with `Connection: close`; `None` when the server closed without answering.
-fn send(
-    addr: SocketAddr,
-    method: &str,
-    target: &[u8],
-    headers: &[&str],
-    body: &[u8],
-) -> Option<Reply> {
-    let mut req = Vec::new();
-    req.extend_from_slice(method.as_bytes());
-    req.push(b' ');
-    req.extend_from_slice(target);
-    req.extend_from_slice(b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    for h in headers {
-        req.extend_from_slice(h.as_bytes());
-        req.extend_from_slice(b"\r\n");
-    }
-    if !headers.iter().any(|h| {
-        h.to_ascii_lowercase().starts_with("content-length")
-            || h.to_ascii_lowercase().starts_with("transfer-encoding")
-    }) && !body.is_empty()
-    {
-        req.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
-    }
-    req.extend_from_slice(b"\r\n");
-    req.extend_from_slice(body);
-    exchange(addr, &req).into_iter().next()
-}
-
-/// A JSON POST with an optional bearer token, over raw TCP.
-fn post_raw(addr: SocketAddr, path: &str, token: Option<&str>, body: &[u8]) -> Option<Reply> {
-    let auth = token.map(|t| format!("Authorization: Bearer {t}"));
-    let mut headers = vec!["Content-Type: application/json"];
-    if let Some(a) = &auth {
-        headers.push(a);
-    }
-    send(addr, "POST", path.as_bytes(), &headers, body)
-}
-
-fn get_raw(addr: SocketAddr, target: &[u8], token: Option<&str>) -> Option<Reply> {
-    let auth = token.map(|t| format!("Authorization: Bearer {t}"));
-    let headers: Vec<&str> = auth.iter().map(String::as_str).collect();
-    send(addr, "GET", target, &headers, b"")
-}
 
 // ---------------------------------------------------------------------------------------
 // Assertions.
@@ -250,7 +103,7 @@ fn healthy(s: &TestServer, after: &str) {
 
 #[test]
 fn invalid_utf8_and_nul_bytes_in_bodies() {
-    let s = common::start();
+    let s = support::start();
     under_test(&s);
     let addr = s.addr();
     let token = s.user("alice");
@@ -310,6 +163,7 @@ fn invalid_utf8_and_nul_bytes_in_bodies() {
             status: r.status,
             head: r.head.clone(),
             body: r.body.clone(),
+            complete: r.complete,
         }),
     );
     if r.status == 201 {
@@ -324,7 +178,7 @@ fn invalid_utf8_and_nul_bytes_in_bodies() {
 
 #[test]
 fn deeply_nested_and_malformed_json() {
-    let s = common::start();
+    let s = support::start();
     under_test(&s);
     let addr = s.addr();
     let token = s.user("alice");
@@ -382,7 +236,7 @@ fn deeply_nested_and_malformed_json() {
 
 #[test]
 fn huge_numbers_and_wrong_types() {
-    let s = common::start();
+    let s = support::start();
     under_test(&s);
     let addr = s.addr();
     let token = s.user("alice");
@@ -510,7 +364,7 @@ fn huge_numbers_and_wrong_types() {
 
 #[test]
 fn oversized_usernames_and_tokens() {
-    let s = common::start();
+    let s = support::start();
     under_test(&s);
     let addr = s.addr();
     let token = s.user("alice");
@@ -566,7 +420,7 @@ fn oversized_usernames_and_tokens() {
 
 #[test]
 fn invalid_utf8_and_nul_in_paths_and_queries() {
-    let s = common::start();
+    let s = support::start();
     under_test(&s);
     let addr = s.addr();
     let token = s.user("alice");
@@ -604,7 +458,7 @@ fn invalid_utf8_and_nul_in_paths_and_queries() {
 
 #[test]
 fn percent_encoding_tricks_do_not_escape_or_confuse_routing() {
-    let s = common::start();
+    let s = support::start();
     under_test(&s);
     let addr = s.addr();
     let token = s.user("alice");
@@ -665,7 +519,7 @@ fn percent_encoding_tricks_do_not_escape_or_confuse_routing() {
 
 #[test]
 fn header_floods_and_huge_lines() {
-    let s = common::start();
+    let s = support::start();
     under_test(&s);
     let addr = s.addr();
     // 10,000 headers.
@@ -741,7 +595,7 @@ fn header_floods_and_huge_lines() {
 /// not a token (RFC 9110 section 5.1).
 #[test]
 fn malformed_header_fields_are_rejected() {
-    let s = common::start();
+    let s = support::start();
     under_test(&s);
     let addr = s.addr();
     let mut accepted = Vec::new();
@@ -771,7 +625,7 @@ fn malformed_header_fields_are_rejected() {
 
 #[test]
 fn lying_and_absurd_content_lengths() {
-    let s = common::start();
+    let s = support::start();
     under_test(&s);
     let addr = s.addr();
     let token = s.user("alice");
@@ -783,7 +637,9 @@ fn lying_and_absurd_content_lengths() {
           Content-Length: 500\r\n\r\n{\"username\":\"half\"",
     );
     let _ = stream.shutdown(Shutdown::Write);
-    let r = parse_replies(&read_all(&mut stream)).into_iter().next();
+    let r = parse_replies(&read_until_closed(&mut stream))
+        .into_iter()
+        .next();
     assert_rejected("Content-Length larger than the body", r);
     healthy(&s, "short body");
     let r = s.login("half", "password123");
@@ -854,20 +710,9 @@ fn lying_and_absurd_content_lengths() {
     );
 }
 
-fn chunked(body: &[u8], chunk: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for part in body.chunks(chunk) {
-        out.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
-        out.extend_from_slice(part);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"0\r\n\r\n");
-    out
-}
-
 #[test]
 fn chunked_bodies_over_the_limit_or_malformed() {
-    let s = common::start();
+    let s = support::start();
     under_test(&s);
     let addr = s.addr();
     let token = s.user("alice");
@@ -958,7 +803,7 @@ fn chunked_bodies_over_the_limit_or_malformed() {
 
 #[test]
 fn pipelined_requests_are_answered_in_order() {
-    let s = common::start();
+    let s = support::start();
     under_test(&s);
     let addr = s.addr();
     let token = s.user("alice");
@@ -1039,7 +884,7 @@ fn pipelined_requests_are_answered_in_order() {
 /// POST's effect, as it would if the client had waited for the answer.
 #[test]
 fn pipelined_read_after_write_sees_the_write() {
-    let s = common::start();
+    let s = support::start();
     under_test(&s);
     let addr = s.addr();
     let token = s.user("alice");
@@ -1079,7 +924,7 @@ fn pipelined_read_after_write_sees_the_write() {
 /// ends the connection silently.
 #[test]
 fn a_connection_is_not_closed_without_saying_so() {
-    let s = common::start();
+    let s = support::start();
     under_test(&s);
     let addr = s.addr();
     for first in [
@@ -1110,7 +955,7 @@ fn a_connection_is_not_closed_without_saying_so() {
 
 #[test]
 fn odd_methods_and_versions() {
-    let s = common::start();
+    let s = support::start();
     under_test(&s);
     let addr = s.addr();
     for (method, expect) in [
@@ -1204,7 +1049,7 @@ fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
 
 #[test]
 fn slow_and_idle_clients_cannot_starve_the_server() {
-    let s = common::start_with(|c| {
+    let s = support::start_with(|c| {
         c.request_timeout = Duration::from_secs(2);
     });
     under_test(&s);
@@ -1269,7 +1114,7 @@ fn slow_and_idle_clients_cannot_starve_the_server() {
 
 #[test]
 fn slow_bodies_cannot_hold_every_worker() {
-    let s = common::start_with(|c| {
+    let s = support::start_with(|c| {
         c.request_timeout = Duration::from_secs(2);
     });
     under_test(&s);
@@ -1336,7 +1181,7 @@ fn slow_bodies_cannot_hold_every_worker() {
 /// (keep-alive, as browsers do) must all be answered promptly, however many arrive at once.
 #[test]
 fn a_burst_of_keep_alive_connections_is_served_promptly() {
-    let s = common::start();
+    let s = support::start();
     under_test(&s);
     let addr = s.addr();
     let barrier = Arc::new(std::sync::Barrier::new(12));
@@ -1378,7 +1223,7 @@ fn a_burst_of_keep_alive_connections_is_served_promptly() {
 
 #[test]
 fn abandoned_event_streams_release_their_slot_promptly() {
-    let s = common::start_with(|c| {
+    let s = support::start_with(|c| {
         c.max_streams_per_user = 2;
     });
     under_test(&s);

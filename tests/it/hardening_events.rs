@@ -14,37 +14,19 @@
 //! The memory is measured on the real binary serving the database, from its
 //! `/proc/PID/status`, so that neither this test's clients nor the other tests running
 //! meanwhile are counted.
-mod common;
-mod support_events;
-
-use common::TestServer;
+use crate::support;
+use crate::support::events::{Next, Opts, SseClient, SseEvent};
+use crate::support::{Client, TestServer};
 use serde_json::Value;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support_events::{Next, Opts, SseClient, SseEvent};
 use whitebeat::config::SyncMode;
 use whitebeat::live::{REPLAY_WINDOW_AGE, REPLAY_WINDOW_EVENTS};
 
 const WAIT: Duration = Duration::from_secs(5);
 /// The length of a long message (the largest a send accepts).
 const LONG: usize = 10_000;
-
-/// Signs a user up and logs in; returns (token, user id).
-fn user(s: &TestServer, name: &str) -> (String, i64) {
-    let r = s.signup(name);
-    assert_eq!(r.status, 201, "{}", r.text);
-    let id = r.body["user_id"].as_i64().unwrap();
-    let l = s.login(name, "password123");
-    assert_eq!(l.status, 200);
-    (l.body["token"].as_str().unwrap().to_string(), id)
-}
-
-fn send(s: &TestServer, token: &str, to: &str, content: &str) -> Value {
-    let r = s.send(token, to, content);
-    assert_eq!(r.status, 201, "{}", r.text);
-    r.body["message"].clone()
-}
 
 fn id_of(message: &Value) -> i64 {
     message["id"].as_i64().unwrap()
@@ -62,7 +44,7 @@ fn send_long(s: &TestServer, token: &str, to: &str, n: usize) -> Vec<i64> {
                         .map(|i| {
                             let mut content = format!("{i:06} ");
                             content.push_str(&"x".repeat(LONG - content.len()));
-                            id_of(&send(s, token, to, &content))
+                            id_of(&s.sent(token, to, &content))
                         })
                         .collect::<Vec<_>>()
                 })
@@ -132,13 +114,11 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 }
 
 /// Open event streams, from the server's own `/metrics` (answered to loopback).
-fn streams_open(base: &str) -> u64 {
-    let text = ureq::get(&format!("{base}/metrics"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    text.lines()
+fn streams_open(client: &Client) -> u64 {
+    let r = client.get("/metrics", None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.text
+        .lines()
         .find_map(|l| l.strip_prefix("whitebeat_event_streams_open "))
         .and_then(|v| v.trim().parse().ok())
         .expect("whitebeat_event_streams_open in /metrics")
@@ -149,17 +129,17 @@ fn replaying_a_long_history_to_many_streams_holds_one_page_at_a_time() {
     const NOTES: usize = 1_200;
     const STREAMS: usize = 8;
     // The history, through the API of a server in this process...
-    let mut s = common::start_with(|c| c.sync = SyncMode::Normal);
-    let (alice, _) = user(&s, "alice");
+    let mut s = support::start_with(|c| c.sync = SyncMode::Normal);
+    let (alice, _) = s.user_and_id("alice");
     let notes = send_long(&s, &alice, "alice", NOTES);
     let history_kib = (NOTES * LONG / 1024) as u64;
     s.stop();
     // ...then replayed by the real binary on the same database (the session lives on), so
     // that the memory measured is the server's alone, not also this test's clients'.
-    let server = common::bin::serve(&s.db_path(), &[]);
+    let server = support::bin::serve(&s.db_path(), &[]);
     let pid = server.child.id();
-    let base = server.base.clone();
-    let addr: std::net::SocketAddr = base.strip_prefix("http://").unwrap().parse().unwrap();
+    let client = Client::new(server.base.clone());
+    let addr = server.addr();
     let open_after = |last_event_id: i64| {
         let c = SseClient::open_after(addr, &alice, last_event_id);
         assert_eq!(c.status, 200, "{:?}", c.body);
@@ -177,7 +157,7 @@ fn replaying_a_long_history_to_many_streams_holds_one_page_at_a_time() {
         }
     });
     wait_until("the warm-up streams closed", WAIT, || {
-        streams_open(&base) == 0
+        streams_open(&client) == 0
     });
 
     let Some(before) = status_kib(pid, "VmRSS") else {
@@ -237,11 +217,9 @@ fn replaying_a_long_history_to_many_streams_holds_one_page_at_a_time() {
 
     // Then live, once.
     let live: i64 = {
-        let r = ureq::post(&format!("{base}/api/send-message/"))
-            .set("Authorization", &format!("Bearer {alice}"))
-            .send_json(serde_json::json!({"receiver": "alice", "content": "live again"}))
-            .unwrap();
-        id_of(&r.into_json::<Value>().unwrap()["message"])
+        let r = client.send(&alice, "alice", "live again");
+        assert_eq!(r.status, 201, "{}", r.text);
+        id_of(&r.body["message"])
     };
     for (mut c, _) in streams {
         let ev = c.expect_message(WAIT);
@@ -277,16 +255,16 @@ fn message_ids_for(c: &mut SseClient, window: Duration) -> Vec<i64> {
 
 #[test]
 fn beyond_the_replay_window_a_stream_sends_resync_then_goes_on_live() {
-    let s = common::start();
-    let (alice, alice_id) = user(&s, "alice");
-    let (bob, bob_id) = user(&s, "bob");
-    let db = whitebeat::store::open(&s.db_path(), SyncMode::Normal).unwrap();
+    let s = support::start();
+    let (alice, alice_id) = s.user_and_id("alice");
+    let (bob, bob_id) = s.user_and_id("bob");
+    let db = s.db();
 
     // Too many newer ids. (A message stored with an id far ahead stands for the 100,000
     // between: ids are message ids.)
-    let m1 = send(&s, &alice, "bob", "m1");
-    let m2 = id_of(&send(&s, &alice, "bob", "m2"));
-    let m3 = id_of(&send(&s, &bob, "alice", "m3"));
+    let m1 = s.sent(&alice, "bob", "m1");
+    let m2 = id_of(&s.sent(&alice, "bob", "m2"));
+    let m3 = id_of(&s.sent(&bob, "alice", "m3"));
     let far = id_of(&m1) + REPLAY_WINDOW_EVENTS + 1;
     db.execute(
         "INSERT INTO messages (id, conversation_id, sender_id, receiver_id, content, created_at)
@@ -301,7 +279,7 @@ fn beyond_the_replay_window_a_stream_sends_resync_then_goes_on_live() {
     )
     .unwrap();
     let mut c = expect_resync(&s, &bob, id_of(&m1), far);
-    let live = id_of(&send(&s, &alice, "bob", "after the resync"));
+    let live = id_of(&s.sent(&alice, "bob", "after the resync"));
     assert!(live > far);
     assert_eq!(
         message_ids_for(&mut c, Duration::from_millis(700)),
@@ -324,14 +302,14 @@ fn beyond_the_replay_window_a_stream_sends_resync_then_goes_on_live() {
     // An id this database never had (the client saw a newer database, as before a
     // restore): replaying after it would skip the next messages.
     let mut c = expect_resync(&s, &bob, live + 50, live);
-    let next = id_of(&send(&s, &alice, "bob", "next"));
+    let next = id_of(&s.sent(&alice, "bob", "next"));
     assert!(next < live + 50);
     assert_eq!(message_ids_for(&mut c, Duration::from_millis(700)), [next]);
 
     // A first missed message older than the window.
-    let a1 = id_of(&send(&s, &alice, "bob", "a1"));
-    let a2 = id_of(&send(&s, &alice, "bob", "a2"));
-    let a3 = id_of(&send(&s, &bob, "alice", "a3"));
+    let a1 = id_of(&s.sent(&alice, "bob", "a1"));
+    let a2 = id_of(&s.sent(&alice, "bob", "a2"));
+    let a3 = id_of(&s.sent(&bob, "alice", "a3"));
     let age = |id: i64, ago: Duration| {
         let at = whitebeat::store::now_us() - ago.as_micros() as i64;
         db.execute(
@@ -358,9 +336,9 @@ fn beyond_the_replay_window_a_stream_sends_resync_then_goes_on_live() {
 
 #[test]
 fn a_message_sent_during_a_replay_arrives_once_and_in_order() {
-    let s = common::start_with(|c| c.sync = SyncMode::Normal);
-    let (alice, _) = user(&s, "alice");
-    let (bob, _) = user(&s, "bob");
+    let s = support::start_with(|c| c.sync = SyncMode::Normal);
+    let (alice, _) = s.user_and_id("alice");
+    let (bob, _) = s.user_and_id("bob");
     // More history than the sockets can buffer between the server and a client that reads
     // slowly (the server's send buffer grows to tcp_wmem's maximum; the client's receive
     // buffer is kept small), so the replay is still being written when the client has read
@@ -393,14 +371,14 @@ fn a_message_sent_during_a_replay_arrives_once_and_in_order() {
             } else {
                 (&bob, "alice")
             };
-            id_of(&send(&s, from, to, &format!("live {i}")))
+            id_of(&s.sent(from, to, &format!("live {i}")))
         })
         .collect();
     // And more while it reads.
     std::thread::scope(|scope| {
         let sender = scope.spawn(|| {
             (20..60)
-                .map(|i| id_of(&send(&s, &alice, "bob", &format!("live {i}"))))
+                .map(|i| id_of(&s.sent(&alice, "bob", &format!("live {i}"))))
                 .collect::<Vec<_>>()
         });
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -427,7 +405,7 @@ fn localhost() -> IpAddr {
 
 #[test]
 fn streams_per_address_are_capped_and_a_closed_one_frees_its_place() {
-    let s = common::start_with(|c| {
+    let s = support::start_with(|c| {
         c.streams_per_address = 3;
         c.trusted_proxies = whitebeat::http::proxy::TrustedProxies::parse("127.0.0.1").unwrap();
     });
@@ -435,7 +413,7 @@ fn streams_per_address_are_capped_and_a_closed_one_frees_its_place() {
     // Four accounts, so that no per-user cap is what answers.
     let tokens: Vec<String> = ["ann", "ben", "cat", "dan"]
         .iter()
-        .map(|n| user(&s, n).0)
+        .map(|n| s.user_and_id(n).0)
         .collect();
     let mut open: Vec<SseClient> = tokens[..3]
         .iter()
@@ -516,8 +494,8 @@ fn streams_per_address_are_capped_and_a_closed_one_frees_its_place() {
 
 #[test]
 fn a_stream_on_an_encoded_path_frees_its_slot_when_the_client_goes() {
-    let s = common::start_with(|c| c.max_streams_per_user = 1);
-    let (token, _) = user(&s, "alice");
+    let s = support::start_with(|c| c.max_streams_per_user = 1);
+    let (token, _) = s.user_and_id("alice");
     let encoded = |token: &str| {
         SseClient::open_with(
             s.addr(),

@@ -2,9 +2,8 @@
 //! `migrate`, `createsuperuser --noinput`, `make-admin`/`remove-admin`, `changepassword`
 //! from stdin, `backup`, the refusal of a newer schema and of unusable paths, `serve` on a
 //! busy port, `--help`/`--version`, and `serve` stopping cleanly (exit 0) on SIGTERM.
-mod common;
-
-use common::bin::{
+use crate::support;
+use crate::support::bin::{
     assert_ok, assert_one_line_error, run, run_with_stdin, stderr, stdout, whitebeat, BIN,
 };
 
@@ -45,9 +44,9 @@ fn db_with_root() -> (tempfile::TempDir, PathBuf) {
 }
 
 /// A test server on an existing database file.
-fn server_on(db: &Path) -> common::TestServer {
+fn server_on(db: &Path) -> support::TestServer {
     let db = db.to_path_buf();
-    common::start_with(move |c| c.db_path = db)
+    support::start_with(move |c| c.db_path = db)
 }
 
 #[test]
@@ -57,7 +56,8 @@ fn a_version_1_database_with_data_migrates_and_keeps_its_rows() {
     {
         // A database as the first release left it.
         let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch(include_str!("../schema.sql")).unwrap();
+        conn.execute_batch(include_str!("../../schema.sql"))
+            .unwrap();
         conn.execute_batch(
             "PRAGMA user_version = 1;
              INSERT INTO users (username, email, password_hash, last_activity, date_joined)
@@ -115,7 +115,7 @@ fn layout(conn: &rusqlite::Connection) -> Vec<(String, Vec<String>)> {
 /// conversations read, as (reader, other): reading opens a conversation, so only those that
 /// exist are read.
 fn answers(
-    s: &common::TestServer,
+    s: &support::TestServer,
     tokens: &[(&str, &str)],
     reads: &[(&str, &str)],
 ) -> Vec<(String, serde_json::Value)> {
@@ -158,7 +158,7 @@ fn answers(
 }
 
 /// Login answers without the new token.
-fn logins(s: &common::TestServer, names: &[&str]) -> Vec<(u16, serde_json::Value)> {
+fn logins(s: &support::TestServer, names: &[&str]) -> Vec<(u16, serde_json::Value)> {
     names
         .iter()
         .map(|name| {
@@ -271,8 +271,8 @@ fn a_version_2_database_full_of_data_migrates_and_answers_the_same() {
         )
         .unwrap();
         let v2 = rusqlite::Connection::open_in_memory().unwrap();
-        v2.execute_batch(include_str!("../schema.sql")).unwrap();
-        v2.execute_batch(include_str!("../migrations/002_invites.sql"))
+        v2.execute_batch(include_str!("../../schema.sql")).unwrap();
+        v2.execute_batch(include_str!("../../migrations/002_invites.sql"))
             .unwrap();
         assert_eq!(layout(&conn), layout(&v2));
     }
@@ -647,13 +647,12 @@ fn serve_prints_its_address_and_exits_0_on_sigterm() {
     let prefix = "White Beat listening on http://";
     assert!(line.starts_with(prefix), "{line:?}");
     let addr = line[prefix.len()..].trim().to_string();
-    let url = format!("http://{addr}/api/health/");
-    let health: serde_json::Value = ureq::get(&url).call().unwrap().into_json().unwrap();
+    let client = support::Client::new(format!("http://{addr}"));
+    let health = client.get("/api/health/", None).body;
     assert_eq!(health["status"], "healthy");
     // Sign up through it, so there is something to flush.
-    let r = ureq::post(&format!("http://{addr}/api/signup/"))
-        .send_json(serde_json::json!({"username": "alice", "password": "password123"}));
-    assert_eq!(r.unwrap().status(), 201);
+    let r = client.signup("alice");
+    assert_eq!(r.status, 201);
 
     let pid = child.id() as libc::pid_t;
     // SAFETY: sending a signal to our own child process.

@@ -8,172 +8,61 @@
 //! conversation order agree with the file. (2) Disk full: under RLIMIT_FSIZE a few MB above
 //! the database, sends fail with 503 JSON while reads (health, conversations, messages)
 //! keep working, the file passes integrity_check, and without the limit writes work again.
+use crate::support::bin::{self, ServeProcess};
+use crate::support::Client;
 use rand::Rng;
 use rusqlite::Connection;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_whitebeat");
-const PASSWORD: &str = "password123";
-
-/// The server binary running as a child process.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    /// Kept open: the server must not get EPIPE on stdout.
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl Server {
-    /// Starts `whitebeat serve` on `db`, optionally under a file-size limit, and waits for
-    /// its "listening on" line.
-    fn start(db: &Path, fsize_limit: Option<u64>, log: &Path) -> Server {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("--db")
-            .arg(db)
-            .args(["--argon2-memory-kib", "64", "--argon2-iterations", "1"])
-            .args(["serve", "--bind", "127.0.0.1:0", "--login-attempts", "1000"])
-            // Four senders as fast as they can go: the per-user send limit is not under test.
-            .args(["--sends-per-minute", "0", "--signups-per-hour", "0"])
-            .env("WHITEBEAT_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped());
-        match fsize_limit {
-            // The log file would be under the limit too: discard it.
-            Some(limit) => {
-                cmd.stderr(Stdio::null());
-                unsafe {
-                    cmd.pre_exec(move || {
-                        let lim = libc::rlimit {
-                            rlim_cur: limit as libc::rlim_t,
-                            rlim_max: limit as libc::rlim_t,
-                        };
-                        if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                        Ok(())
-                    });
-                }
+/// Starts `whitebeat serve` on `db`, optionally under a file-size limit, and waits for its
+/// "listening on" line; its log goes to `log`.
+fn start_server(db: &Path, fsize_limit: Option<u64>, log: &Path) -> ServeProcess {
+    let mut cmd = bin::whitebeat(db);
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--login-attempts", "1000"])
+        // Four senders as fast as they can go: the per-user send limit is not under test.
+        .args(["--sends-per-minute", "0", "--signups-per-hour", "0"]);
+    match fsize_limit {
+        // The log file would be under the limit too: discard it.
+        Some(limit) => {
+            cmd.stderr(Stdio::null());
+            // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent's;
+            // the limit is the child's alone (set between fork and exec).
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: limit as libc::rlim_t,
+                        rlim_max: limit as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
             }
-            None => {
-                let f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(log)
-                    .unwrap();
-                cmd.stderr(f);
-            }
+            bin::spawn_serve(&mut cmd, None)
         }
-        let mut child = cmd.spawn().expect("start whitebeat");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let Some(url) = line.trim().strip_prefix("White Beat listening on http://") else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "server did not start: {line:?}\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        };
-        Server {
-            addr: url.parse().unwrap(),
-            child,
-            _stdout: stdout,
+        None => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap();
+            cmd.stderr(f);
+            bin::spawn_serve(&mut cmd, Some(log))
         }
     }
-
-    fn base(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn signal(mut self, sig: i32) {
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, sig);
-        }
-        self.child.wait().unwrap();
-    }
-
-    fn kill9(self) {
-        self.signal(libc::SIGKILL);
-    }
-
-    fn stop(self) {
-        self.signal(libc::SIGTERM);
-    }
 }
 
-struct Resp {
-    status: u16,
-    body: Value,
-}
-
-fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(10))
-        .build()
-}
-
-/// `Err` on a transport failure (the server is gone), else the status and JSON body.
-fn request(
-    agent: &ureq::Agent,
-    method: &str,
-    url: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> Result<Resp, String> {
-    let mut req = agent.request(method, url);
-    if let Some(t) = token {
-        req = req.set("Authorization", &format!("Bearer {t}"));
-    }
-    let result = match body {
-        Some(b) => req.send_json(b),
-        None => req.call(),
-    };
-    let r = match result {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => return Err(e.to_string()),
-    };
-    let status = r.status();
-    let text = r.into_string().unwrap_or_default();
-    Ok(Resp {
-        status,
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-    })
-}
-
-fn signup_and_login(base: &str, name: &str) -> String {
-    let a = agent();
-    let r = request(
-        &a,
-        "POST",
-        &format!("{base}/api/signup/"),
-        None,
-        Some(json!({"username": name, "password": PASSWORD})),
-    )
-    .unwrap();
-    assert_eq!(r.status, 201, "signup {name}: {}", r.body);
-    login(base, name)
-}
-
-fn login(base: &str, name: &str) -> String {
-    let r = request(
-        &agent(),
-        "POST",
-        &format!("{base}/api/login/"),
-        None,
-        Some(json!({"username": name, "password": PASSWORD})),
-    )
-    .unwrap();
-    assert_eq!(r.status, 200, "login {name}: {}", r.body);
-    r.body["token"].as_str().unwrap().to_string()
+/// A client of a server that may be killed under it: 10 s per request, and a transport
+/// failure is an `Err` (see `Client::try_request`).
+fn client(base: &str) -> Client {
+    Client::with_timeout(base, Duration::from_secs(10))
 }
 
 /// What the load threads tried and what the server confirmed.
@@ -342,8 +231,8 @@ fn expected_from_file(db: &Path, user_ids: &[i64]) -> Expected {
 }
 
 fn check_api(base: &str, tokens: &[(i64, String)], expected: &Expected, round: usize) {
-    let a = agent();
-    let health = request(&a, "GET", &format!("{base}/api/health/"), None, None).unwrap();
+    let a = client(base);
+    let health = a.try_request("GET", "/api/health/", None, None).unwrap();
     assert_eq!(health.status, 200, "round {round}: health");
     let stats = &health.body["stats"];
     assert_eq!(stats["total_users"], expected.total_users, "round {round}");
@@ -357,14 +246,9 @@ fn check_api(base: &str, tokens: &[(i64, String)], expected: &Expected, round: u
     );
     assert_eq!(stats["admin_users"], expected.admin_users, "round {round}");
     for (uid, token) in tokens {
-        let r = request(
-            &a,
-            "GET",
-            &format!("{base}/api/conversations/"),
-            Some(token),
-            None,
-        )
-        .unwrap();
+        let r = a
+            .try_request("GET", "/api/conversations/", Some(token), None)
+            .unwrap();
         assert_eq!(r.status, 200, "round {round}: conversations/");
         let got: Vec<(i64, i64, Option<String>)> = r.body["conversations"]
             .as_array()
@@ -396,16 +280,15 @@ fn load(
     ledger: Arc<Mutex<Ledger>>,
     conversation: Arc<Mutex<Option<i64>>>,
 ) {
-    let a = agent();
+    let a = client(&base);
     for n in 0.. {
         if n % 8 == 7 {
             let Some(cid) = *conversation.lock().unwrap() else {
                 continue;
             };
-            match request(
-                &a,
+            match a.try_request(
                 "POST",
-                &format!("{base}/api/mark-as-read/"),
+                "/api/mark-as-read/",
                 Some(&token),
                 Some(json!({"conversation_id": cid})),
             ) {
@@ -421,10 +304,9 @@ fn load(
         }
         let content = format!("{tag}-{n}-{}", "x".repeat(n % 300));
         ledger.lock().unwrap().attempted.insert(content.clone());
-        match request(
-            &a,
+        match a.try_request(
             "POST",
-            &format!("{base}/api/send-message/"),
+            "/api/send-message/",
             Some(&token),
             Some(json!({"receiver": to, "content": content})),
         ) {
@@ -452,13 +334,10 @@ fn sigkill_during_concurrent_sends_loses_nothing_acknowledged() {
     let log = dir.path().join("server.log");
     let started = Instant::now();
 
-    let server = Server::start(&db, None, &log);
+    let mut server = start_server(&db, None, &log);
     let names = ["ann", "ben", "cat", "dan"];
-    let tokens: Vec<String> = names
-        .iter()
-        .map(|n| signup_and_login(&server.base(), n))
-        .collect();
-    server.stop();
+    let tokens: Vec<String> = names.iter().map(|n| client(&server.base).user(n)).collect();
+    server.terminate();
     let user_ids: Vec<i64> = {
         let conn = Connection::open(&db).unwrap();
         names
@@ -481,12 +360,12 @@ fn sigkill_during_concurrent_sends_loses_nothing_acknowledged() {
     let mut acked_per_round = Vec::new();
 
     for round in 0..=KILLS {
-        let server = Server::start(&db, None, &log);
-        let base = server.base();
+        let mut server = start_server(&db, None, &log);
+        let base = server.base.clone();
         let expected = expected_from_file(&db, &user_ids);
         check_api(&base, &with_ids, &expected, round);
         if round == KILLS {
-            server.stop();
+            server.terminate();
             break;
         }
         let before = ledger.lock().unwrap().acked.len();
@@ -542,23 +421,23 @@ fn disk_full_fails_writes_with_503_and_keeps_reads_working() {
     let log = dir.path().join("server.log");
 
     // Set up users and sessions without a limit.
-    let server = Server::start(&db, None, &log);
-    let base = server.base();
-    let alice = signup_and_login(&base, "alice");
-    let bob = signup_and_login(&base, "bob");
+    let mut server = start_server(&db, None, &log);
+    let base = server.base.clone();
+    let alice = client(&base).user("alice");
+    let bob = client(&base).user("bob");
     // A second session of alice's, to be used only for reading once the disk is full.
-    let alice_reader = login(&base, "alice");
-    let a = agent();
-    let r = request(
-        &a,
-        "POST",
-        &format!("{base}/api/send-message/"),
-        Some(&alice),
-        Some(json!({"receiver": "bob", "content": "before the limit"})),
-    )
-    .unwrap();
+    let alice_reader = client(&base).token("alice", "password123");
+    let a = client(&base);
+    let r = a
+        .try_request(
+            "POST",
+            "/api/send-message/",
+            Some(&alice),
+            Some(json!({"receiver": "bob", "content": "before the limit"})),
+        )
+        .unwrap();
     assert_eq!(r.status, 201);
-    server.stop();
+    server.terminate();
     // The reader session was last used two minutes ago, so its next use wants to refresh
     // its expiry (a write).
     {
@@ -571,20 +450,21 @@ fn disk_full_fails_writes_with_503_and_keeps_reads_working() {
     }
 
     let limit = db_bytes(&db) + 3 * 1024 * 1024;
-    let server = Server::start(&db, Some(limit), &log);
-    let base = server.base();
+    let mut server = start_server(&db, Some(limit), &log);
+    let base = server.base.clone();
+    let a = client(&base);
     let mut acked: Vec<(i64, String)> = Vec::new();
     let mut refused = None;
     for n in 0..3000 {
         let content = format!("{n} {}", "y".repeat(8000));
-        let r = request(
-            &a,
-            "POST",
-            &format!("{base}/api/send-message/"),
-            Some(&alice),
-            Some(json!({"receiver": "bob", "content": content})),
-        )
-        .expect("the server survives a full disk");
+        let r = a
+            .try_request(
+                "POST",
+                "/api/send-message/",
+                Some(&alice),
+                Some(json!({"receiver": "bob", "content": content})),
+            )
+            .expect("the server survives a full disk");
         if r.status == 201 {
             acked.push((r.body["message"]["id"].as_i64().unwrap(), content));
             continue;
@@ -602,14 +482,14 @@ fn disk_full_fails_writes_with_503_and_keeps_reads_working() {
     assert!(!acked.is_empty(), "some sends fit before the limit");
     // Further writes keep failing cleanly.
     for _ in 0..5 {
-        let r = request(
-            &a,
-            "POST",
-            &format!("{base}/api/send-message/"),
-            Some(&alice),
-            Some(json!({"receiver": "bob", "content": "z".repeat(8000)})),
-        )
-        .unwrap();
+        let r = a
+            .try_request(
+                "POST",
+                "/api/send-message/",
+                Some(&alice),
+                Some(json!({"receiver": "bob", "content": "z".repeat(8000)})),
+            )
+            .unwrap();
         assert!(
             matches!(r.status, 201 | 503),
             "send on a full disk: {} {}",
@@ -626,44 +506,39 @@ fn disk_full_fails_writes_with_503_and_keeps_reads_working() {
     }
 
     // Reads keep working.
-    let health = request(&a, "GET", &format!("{base}/api/health/"), None, None).unwrap();
+    let health = a.try_request("GET", "/api/health/", None, None).unwrap();
     assert_eq!(health.status, 200, "health on a full disk: {}", health.body);
     assert_eq!(
         health.body["stats"]["total_messages"],
         acked.len() as i64 + 1
     );
-    let page = request(
-        &a,
-        "GET",
-        &format!("{base}/api/messages/?other_username=bob&limit=5"),
-        Some(&alice),
-        None,
-    )
-    .unwrap();
+    let page = a
+        .try_request(
+            "GET",
+            "/api/messages/?other_username=bob&limit=5",
+            Some(&alice),
+            None,
+        )
+        .unwrap();
     assert_eq!(page.status, 200, "messages/ on a full disk: {}", page.body);
     assert_eq!(
         page.body["messages"][4]["content"],
         acked.last().unwrap().1.as_str()
     );
-    let convs = request(
-        &a,
-        "GET",
-        &format!("{base}/api/conversations/"),
-        Some(&bob),
-        None,
-    )
-    .unwrap();
+    let convs = a
+        .try_request("GET", "/api/conversations/", Some(&bob), None)
+        .unwrap();
     assert_eq!(convs.status, 200, "conversations/ on a full disk");
     // Bob has unread messages: reading them wants a write (the read mark), which cannot be
     // made; the page is still served, and the messages stay unread.
-    let unread = request(
-        &a,
-        "GET",
-        &format!("{base}/api/messages/?other_username=alice&limit=5"),
-        Some(&bob),
-        None,
-    )
-    .unwrap();
+    let unread = a
+        .try_request(
+            "GET",
+            "/api/messages/?other_username=alice&limit=5",
+            Some(&bob),
+            None,
+        )
+        .unwrap();
     assert_eq!(
         unread.status, 200,
         "bob's unread page on a full disk: {}",
@@ -671,15 +546,10 @@ fn disk_full_fails_writes_with_503_and_keeps_reads_working() {
     );
     assert_eq!(unread.body["messages"][4]["is_read"], false);
     // A session that wants its periodic refresh must still be able to read.
-    let stale_read = request(
-        &a,
-        "GET",
-        &format!("{base}/api/conversations/"),
-        Some(&alice_reader),
-        None,
-    )
-    .unwrap();
-    server.stop();
+    let stale_read = a
+        .try_request("GET", "/api/conversations/", Some(&alice_reader), None)
+        .unwrap();
+    server.terminate();
 
     {
         let conn = Connection::open(&db).unwrap();
@@ -707,27 +577,28 @@ fn disk_full_fails_writes_with_503_and_keeps_reads_working() {
     }
 
     // Without the limit, writes work again.
-    let server = Server::start(&db, None, &log);
-    let base = server.base();
-    let r = request(
-        &a,
-        "POST",
-        &format!("{base}/api/send-message/"),
-        Some(&alice),
-        Some(json!({"receiver": "bob", "content": "after the limit"})),
-    )
-    .unwrap();
+    let mut server = start_server(&db, None, &log);
+    let base = server.base.clone();
+    let a = client(&base);
+    let r = a
+        .try_request(
+            "POST",
+            "/api/send-message/",
+            Some(&alice),
+            Some(json!({"receiver": "bob", "content": "after the limit"})),
+        )
+        .unwrap();
     assert_eq!(
         r.status, 201,
         "a send after the space came back: {}",
         r.body
     );
-    let health = request(&a, "GET", &format!("{base}/api/health/"), None, None).unwrap();
+    let health = a.try_request("GET", "/api/health/", None, None).unwrap();
     assert_eq!(
         health.body["stats"]["total_messages"],
         acked.len() as i64 + 2
     );
-    server.stop();
+    server.terminate();
 
     assert_eq!(
         stale_read.status, 200,

@@ -2,8 +2,7 @@
 //! it writes the GET by hand (as a browser's `EventSource` would), reads the response head,
 //! then parses `id:`/`event:`/`data:` blocks with a deadline on every wait, so a missing
 //! event fails a test instead of hanging it.
-#![allow(dead_code)]
-
+use super::raw::{find, small_buffer_client};
 use serde_json::Value;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -67,15 +66,7 @@ impl SseClient {
 
     pub fn open_with(addr: SocketAddr, token: Option<&str>, opts: Opts) -> SseClient {
         let tcp = if opts.small_recv_buffer {
-            let sock = socket2::Socket::new(
-                socket2::Domain::for_address(addr),
-                socket2::Type::STREAM,
-                None,
-            )
-            .unwrap();
-            sock.set_recv_buffer_size(4096).unwrap();
-            sock.connect(&addr.into()).unwrap();
-            TcpStream::from(sock)
+            small_buffer_client(addr, 4096, None)
         } else {
             TcpStream::connect(addr).unwrap()
         };
@@ -195,6 +186,13 @@ impl SseClient {
         true
     }
 
+    /// How long it took until the body so far (events not yet taken) contained `text` (say,
+    /// a message's unique content), or `None` when it did not within `limit`.
+    pub fn text_within(&mut self, text: &str, limit: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        self.wait_for_text(text, limit).then(|| started.elapsed())
+    }
+
     /// The next event (comments and `retry:` skipped), or a timeout, or the end.
     pub fn next(&mut self, timeout: Duration) -> Next {
         let deadline = Instant::now() + timeout;
@@ -262,10 +260,6 @@ impl SseClient {
             }
         }
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 fn parse_block(block: &str) -> Option<SseEvent> {

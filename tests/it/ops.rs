@@ -4,49 +4,22 @@
 //! the Prometheus text format (counters, the stream gauge, sends, who may scrape), and the
 //! one line per request on the binary's stderr (never the query string; `--log-level warn`
 //! silences it).
-mod common;
-
-use common::TestServer;
+use crate::support;
+use crate::support::bin;
+use crate::support::raw::{connect, read_until_closed, Reply};
+use crate::support::TestServer;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use whitebeat::http::proxy::TrustedProxies;
 
 // ---------------------------------------------------------------------------------------
-// A raw HTTP/1.1 client: the headers exactly as given (repeated lines included) and any
-// address to connect to.
-
-struct Reply {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
-    s
-}
+// Requests over a raw socket: the headers exactly as given (repeated lines included) and
+// any address to connect to.
 
 fn request(
     addr: SocketAddr,
@@ -67,18 +40,9 @@ fn request(
     head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     s.write_all(head.as_bytes()).unwrap();
     s.write_all(body.as_bytes()).unwrap();
-    let buf = common::read_until_closed(&mut s);
-    let end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a whole response head");
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    Reply {
-        status,
-        head,
-        body: buf[end + 4..].to_vec(),
-    }
+    let reply = Reply::until_closed(&read_until_closed(&mut s));
+    assert!(reply.complete, "a whole response head: {:?}", reply.head);
+    reply
 }
 
 /// A failed login for `username` with the given `X-Forwarded-For` lines.
@@ -102,7 +66,7 @@ fn logged_ips(db: &Path, n: i64) -> Vec<String> {
 /// One failed login per account allowed, so four per address (the per-address limit is
 /// four times the per-account one); every test login uses a fresh account name.
 fn throttled(tweak: impl FnOnce(&mut whitebeat::Config)) -> TestServer {
-    common::start_with(|c| {
+    support::start_with(|c| {
         c.login_attempts = 1;
         tweak(c);
     })
@@ -178,7 +142,7 @@ fn a_chain_of_proxies_is_walked_from_the_right() {
 #[test]
 fn an_https_public_url_makes_the_cookie_secure_and_its_origin_allowed() {
     let s =
-        common::start_with(|c| c.public_url = Some("https://chat.example.org".parse().unwrap()));
+        support::start_with(|c| c.public_url = Some("https://chat.example.org".parse().unwrap()));
     s.signup("alice");
     // Plain HTTP over loopback (a proxy terminated TLS): still `Secure`.
     let r = s.login("alice", "password123");
@@ -202,12 +166,12 @@ fn an_https_public_url_makes_the_cookie_secure_and_its_origin_allowed() {
     );
     assert_eq!(r.header("access-control-allow-origin"), None);
 
-    let plain = common::start();
+    let plain = support::start();
     plain.signup("alice");
     let r = plain.login("alice", "password123");
     assert!(!r.header("set-cookie").unwrap().contains("Secure"));
     let http =
-        common::start_with(|c| c.public_url = Some("http://chat.example.org".parse().unwrap()));
+        support::start_with(|c| c.public_url = Some("http://chat.example.org".parse().unwrap()));
     http.signup("alice");
     let r = http.login("alice", "password123");
     assert!(!r.header("set-cookie").unwrap().contains("Secure"));
@@ -288,7 +252,7 @@ const HEALTH_200: &str =
 
 #[test]
 fn metrics_from_loopback_count_requests_streams_and_sends() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     s.user("bob");
     let before = scrape(&s);
@@ -418,7 +382,7 @@ fn non_loopback_ip() -> Option<IpAddr> {
 
 #[test]
 fn metrics_elsewhere_need_an_admin_session() {
-    let s = common::start_with(|c| {
+    let s = support::start_with(|c| {
         c.bind = "0.0.0.0:0".parse().unwrap();
         // Even a trusted proxy's forwarded address is never what decides.
         c.trusted_proxies = TrustedProxies::parse("127.0.0.1").unwrap();
@@ -491,44 +455,26 @@ fn metrics_elsewhere_need_an_admin_session() {
 // ---------------------------------------------------------------------------------------
 // The request line on the binary's stderr
 
-const BIN: &str = env!("CARGO_BIN_EXE_whitebeat");
-
 /// Runs `serve` on a free port with `args`, calls `exercise` with its address, stops it
 /// with SIGTERM and returns its stderr.
 fn serve_and_capture(args: &[&str], env: &[(&str, &str)], exercise: impl FnOnce(&str)) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("WHITEBEAT_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.arg("--db")
-        .arg(dir.path().join("wb.sqlite3"))
+    let mut cmd = bin::whitebeat(&dir.path().join("wb.sqlite3"));
+    // The server's own log settings: its request lines are what is under test.
+    cmd.env_remove("WHITEBEAT_LOG")
         .args(["serve", "--bind", "127.0.0.1:0", "--threads", "2"])
         .args(args)
-        .env("WHITEBEAT_ARGON2_MEMORY_KIB", "64")
-        .env("WHITEBEAT_ARGON2_ITERATIONS", "1")
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let prefix = "White Beat listening on http://";
-    assert!(line.starts_with(prefix), "{line:?}");
-    let addr = line[prefix.len()..].trim().to_string();
-    exercise(&addr);
-    // SAFETY: a signal to our own child.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{:?}", out.status);
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let mut server = bin::spawn_serve(&mut cmd, None);
+    exercise(&server.addr().to_string());
+    assert!(server.signal(libc::SIGTERM));
+    let mut err = String::new();
+    let mut stderr = server.child.stderr.take().unwrap();
+    stderr.read_to_string(&mut err).unwrap();
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    err
 }
 
 fn exercise(addr: &str) {
@@ -612,7 +558,7 @@ fn bad_proxy_and_url_settings_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("wb.sqlite3");
     let run = |args: &[&str]| {
-        Command::new(BIN)
+        Command::new(bin::BIN)
             .arg("--db")
             .arg(&db)
             .arg("serve")

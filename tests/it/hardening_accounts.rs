@@ -7,36 +7,19 @@
 //! and shared-memory files and the lock file are private whatever the umask; make-admin and
 //! remove-admin answer the original's fields; send-message checks `username`; and the
 //! sign-up and send limits per client.
-mod common;
-
-use common::bin::{assert_ok, run, run_with_stdin, stderr, whitebeat, ServeProcess};
-use common::{Resp, TestServer};
+use crate::support;
+use crate::support::bin::{
+    assert_ok, run, run_with_stdin, spawn_serve, stderr, whitebeat, ServeProcess,
+};
+use crate::support::{Client, Resp, TestServer, CHEAP_ARGON2};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
-use whitebeat::config::{Argon2Cost, SyncMode};
-
-const CHEAP: Argon2Cost = Argon2Cost {
-    memory_kib: 64,
-    iterations: 1,
-};
-
-fn error_of(r: &Resp) -> &str {
-    r.body["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no JSON error: {}", r.text))
-}
-
-fn db(s: &TestServer) -> rusqlite::Connection {
-    whitebeat::store::open(&s.db_path(), SyncMode::Normal).unwrap()
-}
 
 fn count(s: &TestServer, table: &str) -> i64 {
-    db(s)
+    s.db()
         .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
         .unwrap()
 }
@@ -44,10 +27,10 @@ fn count(s: &TestServer, table: &str) -> i64 {
 /// An account as an older version could make it beside a look-alike (straight into the
 /// store, as sign-up now refuses it), with password `password123`.
 fn legacy_account(s: &TestServer, username: &str) {
-    let hash = whitebeat::domain::auth::PasswordHasher::new(CHEAP, 1)
+    let hash = whitebeat::domain::auth::PasswordHasher::new(CHEAP_ARGON2, 1)
         .hash("password123")
         .unwrap();
-    db(s)
+    s.db()
         .execute(
             "INSERT INTO users (username, email, password_hash, last_activity, date_joined)
              VALUES (?1, ?2, ?3, 1, 1)",
@@ -67,7 +50,7 @@ fn legacy_account(s: &TestServer, username: &str) {
 /// "admin" and each success cleared it: 12 wrong guesses with no 429.
 #[test]
 fn a_look_alikes_successful_logins_never_forgive_guesses_at_another_account() {
-    let s = common::start_with(|c| c.login_attempts = 5);
+    let s = support::start_with(|c| c.login_attempts = 5);
     s.admin("admin");
     legacy_account(&s, "Admin");
     let mut statuses = Vec::new();
@@ -83,12 +66,12 @@ fn a_look_alikes_successful_logins_never_forgive_guesses_at_another_account() {
     let r = s.login("admin", "password123");
     assert_eq!(r.status, 429, "{}", r.text);
     assert!(r.header("retry-after").is_some());
-    error_of(&r);
+    r.error();
 }
 
 #[test]
 fn unknown_and_known_names_are_throttled_alike_and_the_address_limit_stays() {
-    let s = common::start_with(|c| c.login_attempts = 3);
+    let s = support::start_with(|c| c.login_attempts = 3);
     s.signup("alice");
     for name in ["alice", "nobody-here"] {
         for i in 0..3 {
@@ -124,19 +107,19 @@ const ADMIN_ALIKES: [&str; 5] = [
 
 #[test]
 fn look_alike_usernames_are_refused_on_every_way_in() {
-    let s = common::start();
+    let s = support::start();
     let root = s.admin("admin");
     let users = count(&s, "users");
 
     // The exact name keeps the original's message.
     let r = s.signup("admin");
     assert_eq!(r.status, 400);
-    assert_eq!(error_of(&r), "Username already exists");
+    assert_eq!(r.error(), "Username already exists");
     for name in ADMIN_ALIKES {
         let r = s.signup(name);
         assert_eq!(r.status, 400, "sign-up {name}: {}", r.text);
         assert!(
-            error_of(&r).starts_with("Username already exists"),
+            r.error().starts_with("Username already exists"),
             "{name}: {}",
             r.text
         );
@@ -146,14 +129,28 @@ fn look_alike_usernames_are_refused_on_every_way_in() {
             json!({"username": name, "password": "password123", "email": "x@example.com"}),
         );
         assert_eq!(r.status, 400, "admin page {name}: {}", r.text);
-        assert!(error_of(&r).starts_with("Username already exists"));
+        assert!(r.error().starts_with("Username already exists"));
         // The shell's ways in: createsuperuser and create-user.
-        let conn = db(&s);
-        let e = whitebeat::cli::create_superuser(&conn, CHEAP, name, "y@example.com", "pw123456")
-            .unwrap_err();
+        let conn = s.db();
+        let e = whitebeat::cli::create_superuser(
+            &conn,
+            CHEAP_ARGON2,
+            name,
+            "y@example.com",
+            "pw123456",
+        )
+        .unwrap_err();
         assert!(e.contains("already taken"), "{e}");
-        let e = whitebeat::cli::create_account(&conn, CHEAP, name, None, "pw123456", false, false)
-            .unwrap_err();
+        let e = whitebeat::cli::create_account(
+            &conn,
+            CHEAP_ARGON2,
+            name,
+            None,
+            "pw123456",
+            false,
+            false,
+        )
+        .unwrap_err();
         assert!(e.contains("already taken"), "{e}");
         // And none of them logs in as anything.
         assert_eq!(s.login(name, "password123").status, 401);
@@ -164,7 +161,7 @@ fn look_alike_usernames_are_refused_on_every_way_in() {
         whitebeat(&s.db_path()).args(["create-user", "\u{430}dmin"]),
         "password123\n",
     );
-    common::bin::assert_one_line_error(&o, "already taken");
+    support::bin::assert_one_line_error(&o, "already taken");
     assert_eq!(count(&s, "users"), users);
 
     // Names that only resemble each other loosely are still free.
@@ -173,13 +170,13 @@ fn look_alike_usernames_are_refused_on_every_way_in() {
     }
     // A look-alike of a deactivated account is refused too: the name stays theirs.
     s.signup("carol");
-    whitebeat::cli::set_active(&db(&s), "carol", false).unwrap();
+    whitebeat::cli::set_active(&s.db(), "carol", false).unwrap();
     assert_eq!(s.signup("CAROL").status, 400);
 }
 
 #[test]
 fn look_alike_sign_ups_racing_each_other_make_one_account() {
-    let s = common::start();
+    let s = support::start();
     let names = [
         "bob",
         "Bob",
@@ -212,7 +209,7 @@ fn look_alike_sign_ups_racing_each_other_make_one_account() {
 /// refused. Rows written by hand, without a key, get theirs before a new name is checked.
 #[test]
 fn look_alikes_from_before_keep_logging_in_by_their_exact_names() {
-    let s = common::start();
+    let s = support::start();
     s.user("eve");
     legacy_account(&s, "Eve");
     legacy_account(&s, "\u{435}ve");
@@ -229,8 +226,9 @@ fn look_alikes_from_before_keep_logging_in_by_their_exact_names() {
     legacy_account(&s, "Zed");
     let r = s.signup("zed");
     assert_eq!(r.status, 400, "{}", r.text);
-    assert!(error_of(&r).starts_with("Username already exists"));
-    let keys: Vec<Option<String>> = db(&s)
+    assert!(r.error().starts_with("Username already exists"));
+    let keys: Vec<Option<String>> = s
+        .db()
         .prepare("SELECT name_key FROM users ORDER BY id")
         .unwrap()
         .query_map([], |r| r.get(0))
@@ -249,13 +247,14 @@ fn look_alikes_from_before_keep_logging_in_by_their_exact_names() {
 fn migrating_a_database_with_look_alikes_warns_and_keeps_both() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v2.sqlite3");
-    let hash = whitebeat::domain::auth::PasswordHasher::new(CHEAP, 1)
+    let hash = whitebeat::domain::auth::PasswordHasher::new(CHEAP_ARGON2, 1)
         .hash("password123")
         .unwrap();
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(include_str!("../schema.sql")).unwrap();
-        conn.execute_batch(include_str!("../migrations/002_invites.sql"))
+        conn.execute_batch(include_str!("../../schema.sql"))
+            .unwrap();
+        conn.execute_batch(include_str!("../../migrations/002_invites.sql"))
             .unwrap();
         conn.execute_batch("PRAGMA user_version = 2;").unwrap();
         for (i, (name, admin)) in [("admin", 1), ("Admin", 0), ("zoe", 0)].iter().enumerate() {
@@ -277,7 +276,7 @@ fn migrating_a_database_with_look_alikes_warns_and_keeps_both() {
     );
     assert!(!warning.contains("zoe"), "{warning}");
     let path2 = path.clone();
-    let s = common::start_with(move |c| c.db_path = path2);
+    let s = support::start_with(move |c| c.db_path = path2);
     for name in ["admin", "Admin", "zoe"] {
         let r = s.login(name, "password123");
         assert_eq!(r.status, 200, "{name}: {}", r.text);
@@ -299,7 +298,7 @@ fn conversations(s: &TestServer, token: &str) -> Value {
 
 #[test]
 fn reading_a_conversation_lists_it_for_the_reader_only_until_its_first_message() {
-    let s = common::start();
+    let s = support::start();
     let mallory = s.user("mallory");
     let victim = s.user("victim");
     let bystander = s.user("bystander");
@@ -311,7 +310,7 @@ fn reading_a_conversation_lists_it_for_the_reader_only_until_its_first_message()
     assert_eq!(r.body["count"], 0);
     let mine = conversations(&s, &mallory);
     assert_eq!(mine["count"], 1);
-    let c = common::conversation_with(&mine, "victim");
+    let c = support::conversation_with(&mine, "victim");
     assert_eq!(c["id"], conv);
     assert_eq!(c["last_message"], Value::Null);
     // ...but it is not in the victim's list.
@@ -339,7 +338,7 @@ fn reading_a_conversation_lists_it_for_the_reader_only_until_its_first_message()
     assert_eq!(r.body["conversation_id"], conv);
     let theirs = conversations(&s, &victim);
     assert_eq!(theirs["count"], 1);
-    assert_eq!(common::conversation_with(&theirs, "mallory")["id"], conv);
+    assert_eq!(support::conversation_with(&theirs, "mallory")["id"], conv);
 
     // From the first message on, it is in both lists.
     let quiet = s.user("quiet");
@@ -351,7 +350,7 @@ fn reading_a_conversation_lists_it_for_the_reader_only_until_its_first_message()
     assert_eq!(sent.body["message"]["conversation_id"], quiet_conv);
     let list = conversations(&s, &quiet);
     assert_eq!(list["count"], 1);
-    let c = common::conversation_with(&list, "bystander");
+    let c = support::conversation_with(&list, "bystander");
     assert_eq!(c["last_message"]["content"], "hello, quiet");
     assert_eq!(c["unread_count"], 1);
     // A note to self opened by reading is listed for its one member.
@@ -388,23 +387,10 @@ fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
 /// `whitebeat serve` under the given umask.
 fn serve_with_umask(db: &Path, mask: libc::mode_t) -> ServeProcess {
     let mut cmd = whitebeat(db);
-    with_umask(&mut cmd, mask);
-    let mut child = cmd
+    with_umask(&mut cmd, mask)
         .args(["serve", "--bind", "127.0.0.1:0", "--threads", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("White Beat listening on ")
-        .unwrap_or_else(|| panic!("serve did not start: {line:?}"))
-        .to_string();
-    ServeProcess { child, base }
+        .stderr(Stdio::null());
+    spawn_serve(&mut cmd, None)
 }
 
 #[test]
@@ -415,16 +401,8 @@ fn database_wal_shm_and_lock_files_are_private_whatever_the_umask() {
     assert_eq!(mode(&db), 0o600, "migrate");
 
     let server = serve_with_umask(&db, 0o022);
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .build();
-    let post = |path: &str, token: Option<&str>, body: Value| {
-        let mut req = agent.post(&format!("{}{path}", server.base));
-        if let Some(t) = token {
-            req = req.set("Authorization", &format!("Bearer {t}"));
-        }
-        common::finish(req.send_json(body))
-    };
+    let client = Client::new(server.base.clone());
+    let post = |path: &str, token: Option<&str>, body: Value| client.post(path, token, body);
     for name in ["alice", "bob"] {
         let r = post(
             "/api/signup/",
@@ -500,7 +478,7 @@ fn a_world_readable_database_from_before_is_made_private_on_migrate() {
 
 #[test]
 fn make_and_remove_admin_answer_the_originals_fields() {
-    let s = common::start();
+    let s = support::start();
     let root = s.admin("root");
     s.user("bob");
     for (path, make, body) in [
@@ -555,7 +533,7 @@ fn make_and_remove_admin_answer_the_originals_fields() {
 
 #[test]
 fn send_message_refuses_a_username_naming_someone_else() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     s.user("bob");
     let r = s.post(
@@ -564,7 +542,7 @@ fn send_message_refuses_a_username_naming_someone_else() {
         json!({"username": "bob", "receiver": "alice", "content": "spoofed"}),
     );
     assert_eq!(r.status, 403, "{}", r.text);
-    error_of(&r);
+    r.error();
     assert_eq!(count(&s, "messages"), 0, "nothing stored");
     // Naming yourself, or nobody, is fine.
     for username in [json!("alice"), json!(""), Value::Null] {
@@ -597,7 +575,7 @@ fn retry_after(r: &Resp) -> u64 {
 
 #[test]
 fn the_fourth_sign_up_from_one_address_in_an_hour_is_429() {
-    let s = common::start_with(|c| {
+    let s = support::start_with(|c| {
         c.signups_per_hour = 3;
         c.trusted_proxies = whitebeat::http::proxy::TrustedProxies::parse("127.0.0.1").unwrap();
     });
@@ -617,7 +595,7 @@ fn the_fourth_sign_up_from_one_address_in_an_hour_is_429() {
     let r = s.signup("four");
     assert_eq!(r.status, 429, "{}", r.text);
     assert!((1..=3600).contains(&retry_after(&r)), "{:?}", r.headers);
-    error_of(&r);
+    r.error();
     assert_eq!(count(&s, "users"), users + 3, "no account for the fourth");
     assert_eq!(s.login("four", "password123").status, 401);
     // Another address (through the trusted proxy) has its own allowance...
@@ -642,7 +620,7 @@ fn the_fourth_sign_up_from_one_address_in_an_hour_is_429() {
 
 #[test]
 fn the_sixth_send_in_a_minute_is_429_and_stores_nothing() {
-    let s = common::start_with(|c| c.sends_per_minute = 5);
+    let s = support::start_with(|c| c.sends_per_minute = 5);
     let alice = s.user("alice");
     let bob = s.user("bob");
     // Refused sends (empty, to nobody) are not counted.
@@ -655,7 +633,7 @@ fn the_sixth_send_in_a_minute_is_429_and_stores_nothing() {
     let r = s.send(&alice, "bob", "one too many");
     assert_eq!(r.status, 429, "{}", r.text);
     assert!((1..=60).contains(&retry_after(&r)), "{:?}", r.headers);
-    error_of(&r);
+    r.error();
     assert_eq!(count(&s, "messages"), 5, "the sixth was not stored");
     let page = s.get("/api/messages/?other_username=alice", Some(&bob));
     assert!(!page.text.contains("one too many"));

@@ -2,8 +2,7 @@
 //! shape, it is the embedded `src/api/openapi.json`, every `$ref` resolves, and it describes
 //! exactly the routes of `whitebeat::api::routes::ROUTES` (path + method, either way round), with
 //! the security and error responses the handlers actually have.
-mod common;
-
+use crate::support;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use whitebeat::api::routes::ROUTES;
@@ -83,7 +82,7 @@ fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
 
 #[test]
 fn served_document_parses_and_is_the_embedded_one() {
-    let s = common::start();
+    let s = support::start();
     for path in ["/api/openapi.json", "/api/openapi.json/"] {
         let r = s.get(path, None);
         assert_eq!(r.status, 200, "{path}: {}", r.text);

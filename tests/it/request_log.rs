@@ -2,16 +2,16 @@
 //! most its per-minute bound while the dashboard still counts every request; the row cap
 //! deletes the oldest rows and leaves the dashboard's figures alone; and what a client
 //! typed (a password in a query string, even one that does not decode) is never stored.
-mod common;
-
-use common::TestServer;
+use crate::support;
+use crate::support::raw::{self, Reply};
+use crate::support::TestServer;
 use serde_json::Value;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use whitebeat::config::SyncMode;
-use whitebeat::ops::reqlog::{self, Limits, PER_CLIENT_PER_MINUTE};
 use whitebeat::store::stats::{self, LogEntry};
+use whitebeat::ops::reqlog::{self, Limits, PER_CLIENT_PER_MINUTE};
 
 const MINUTE_US: i64 = 60_000_000;
 
@@ -95,7 +95,7 @@ fn at_the_start_of_a_minute() {
 
 #[test]
 fn a_flood_from_one_client_stores_its_bound_and_the_dashboard_counts_it_all() {
-    let s = common::start_with(|c| {
+    let s = support::start_with(|c| {
         c.trusted_proxies = whitebeat::http::proxy::TrustedProxies::parse("127.0.0.1").unwrap();
     });
     let root = s.admin("root"); // 1 request, from 127.0.0.1
@@ -183,7 +183,7 @@ fn ips_by_id(conn: &rusqlite::Connection) -> Vec<String> {
 #[test]
 fn the_row_cap_deletes_the_oldest_rows_and_keeps_the_dashboard_figures() {
     const CAP: u64 = 10;
-    let mut s = common::start();
+    let mut s = support::start();
     s.admin("root");
     for _ in 0..29 {
         assert_eq!(s.get("/api/health/", None).status, 200);
@@ -195,7 +195,7 @@ fn the_row_cap_deletes_the_oldest_rows_and_keeps_the_dashboard_figures() {
     s.stop();
 
     // The log writer with a cap of ten rows (the server's is `reqlog::MAX_ROWS`).
-    let config = common::test_config(s.dir.path());
+    let config = support::test_config(s.dir.path());
     let hub = Arc::new(whitebeat::live::Hub::new(10, 10));
     let limits = Limits {
         max_rows: CAP,
@@ -240,7 +240,7 @@ fn the_row_cap_deletes_the_oldest_rows_and_keeps_the_dashboard_figures() {
     assert_eq!(figures(&conn), (30 + 21, 30 + 21));
 
     // The dashboard on the same database says so too.
-    let s2 = common::start_with(|c| c.db_path = path.clone());
+    let s2 = support::start_with(|c| c.db_path = path.clone());
     let token = s2.login("root", "password123");
     assert_eq!(token.status, 200, "{}", token.text);
     let token = token.body["token"].as_str().unwrap();
@@ -263,26 +263,18 @@ fn the_row_cap_deletes_the_oldest_rows_and_keeps_the_dashboard_figures() {
 /// One request written byte for byte (a client library would re-encode the target);
 /// returns the status.
 fn raw_request(addr: std::net::SocketAddr, head: &str) -> u16 {
-    let mut sock = std::net::TcpStream::connect(addr).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut sock = raw::connect(addr);
     write!(
         sock,
         "{head} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let mut buf = Vec::new();
-    let _ = sock.read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    Reply::until_closed(&raw::read_until_closed(&mut sock)).status
 }
 
 #[test]
 fn a_password_in_the_target_is_never_stored() {
-    let mut s = common::start();
+    let mut s = support::start();
     let root = s.admin("root");
     let targets = [
         // A query that does not decode: the request is refused before any route runs.

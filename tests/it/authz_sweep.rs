@@ -6,9 +6,8 @@
 //! their conversation read, cannot type into it, cannot send as A, cannot read admin stats
 //! and cannot make himself (or anyone) admin; A's and B's data is unchanged afterwards. A
 //! route missing from the tables below fails the test, so new routes get a case.
-mod common;
-
-use common::{Resp, TestServer};
+use crate::support;
+use crate::support::{Resp, TestServer};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -48,7 +47,7 @@ fn call(s: &TestServer, method: &str, target: &str, auth: Auth, body: Option<&Va
 fn raw(s: &TestServer, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
     if target.starts_with("/api/events") {
         // The server ends the connection after any answer on the event-stream path without
-        // saying so (a separate bug, see tests/hostile.rs); a connection of its own keeps
+        // saying so (a separate bug, see tests/it/hostile.rs); a connection of its own keeps
         // that out of this sweep.
         return one_shot(s, method, target, headers, body);
     }
@@ -71,7 +70,7 @@ fn one_shot(
     for (k, v) in headers {
         req = req.set(k, v);
     }
-    common::finish(req.send_bytes(body))
+    support::finish(req.send_bytes(body))
 }
 
 /// A request for each route that would succeed (or fail on its merits) with a valid session:
@@ -137,7 +136,7 @@ fn sample(path: &str, method: &str) -> (String, Option<Value>) {
             ("/api/admin/invites/revoke/".into(), body(json!({"id": 1})))
         }
         _ => panic!(
-            "route {method} {path} has no case in tests/authz_sweep.rs: decide whether it is \
+            "route {method} {path} has no case in tests/it/authz_sweep.rs: decide whether it is \
              public and add a sample request"
         ),
     }
@@ -179,7 +178,7 @@ fn sweep_refuses(s: &TestServer, token: &str, why: &str) {
 
 #[test]
 fn every_route_is_classified_and_public_routes_need_no_session() {
-    let s = common::start();
+    let s = support::start();
     let mut seen = 0;
     for (path, method) in routes() {
         let (target, body) = sample(path, method);
@@ -203,7 +202,7 @@ fn every_route_is_classified_and_public_routes_need_no_session() {
 
 #[test]
 fn protected_routes_refuse_missing_and_garbage_credentials() {
-    let s = common::start();
+    let s = support::start();
     s.user("bob");
     for (path, method) in protected() {
         let (target, body) = sample(path, method);
@@ -245,7 +244,7 @@ fn protected_routes_refuse_missing_and_garbage_credentials() {
 
 #[test]
 fn expired_sessions_are_refused_everywhere() {
-    let s = common::start_with(|c| c.session_idle = Duration::from_secs(1));
+    let s = support::start_with(|c| c.session_idle = Duration::from_secs(1));
     s.user("bob");
     let token = s.user("alice");
     // Fresh, it works.
@@ -261,7 +260,7 @@ fn expired_sessions_are_refused_everywhere() {
 
 #[test]
 fn revoked_sessions_are_refused_everywhere() {
-    let s = common::start();
+    let s = support::start();
     s.user("bob");
     let token = s.user("alice");
     let other = s.login("alice", "password123").body["token"]
@@ -338,7 +337,7 @@ fn assert_nothing_of_theirs(what: &str, text: &str) {
 
 #[test]
 fn another_ordinary_user_can_neither_read_nor_write_a_conversation_not_his() {
-    let s = common::start();
+    let s = support::start();
     let admin = s.admin("root");
     let alice = s.user("alice");
     let bob = s.user("bob");
@@ -556,7 +555,7 @@ fn another_ordinary_user_can_neither_read_nor_write_a_conversation_not_his() {
                 assert_eq!(r.status, 403, "carol: {method} {target}: {}", r.text);
                 assert_nothing_of_theirs(&target, &r.text);
             }
-            other => panic!("route {other} has no cross-user case in tests/authz_sweep.rs"),
+            other => panic!("route {other} has no cross-user case in tests/it/authz_sweep.rs"),
         }
     }
     assert_eq!(covered.len(), routes().len());

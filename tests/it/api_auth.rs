@@ -4,23 +4,11 @@
 //! address, verify-admin, make-admin/remove-admin, identity fields that name someone else,
 //! `401` without a session, and the JSON conventions of API.md (415, 400, 413, trailing
 //! slashes, 404/405, CORS).
-mod common;
-
-use common::{Resp, TestServer};
+use crate::support;
+use crate::support::{Resp, TestServer, CHEAP_ARGON2};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use whitebeat::config::{Argon2Cost, SyncMode};
-
-const CHEAP: Argon2Cost = Argon2Cost {
-    memory_kib: 64,
-    iterations: 1,
-};
-
-fn error_of(r: &Resp) -> &str {
-    r.body["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("expected a JSON error body, got {} {}", r.status, r.text))
-}
+use whitebeat::config::SyncMode;
 
 fn signup_body(s: &TestServer, body: Value) -> Resp {
     s.post("/api/signup/", None, body)
@@ -43,7 +31,7 @@ fn db(s: &TestServer) -> rusqlite::Connection {
 
 #[test]
 fn signup_returns_the_original_shape_with_the_default_email() {
-    let s = common::start();
+    let s = support::start();
     let r = s.signup("alice");
     assert_eq!(r.status, 201, "{}", r.text);
     let b = &r.body;
@@ -71,7 +59,7 @@ fn signup_returns_the_original_shape_with_the_default_email() {
 
 #[test]
 fn signup_rejects_every_bad_input_with_400() {
-    let s = common::start();
+    let s = support::start();
     assert_eq!(s.signup("alice").status, 201);
 
     let missing = [
@@ -84,24 +72,24 @@ fn signup_rejects_every_bad_input_with_400() {
     for body in missing {
         let r = signup_body(&s, body.clone());
         assert_eq!(r.status, 400, "{body}: {}", r.text);
-        error_of(&r);
+        r.error();
     }
 
     let r = s.signup("alice");
     assert_eq!(r.status, 400);
-    assert_eq!(error_of(&r), "Username already exists");
+    assert_eq!(r.error(), "Username already exists");
 
     let r = signup_body(
         &s,
         json!({"username": "other", "password": "password123", "email": "alice@whitebeat.com"}),
     );
     assert_eq!(r.status, 400);
-    assert_eq!(error_of(&r), "Email already exists");
+    assert_eq!(r.error(), "Email already exists");
 
     for bad in ["a b", "<script>", "semi;colon", "tab\tname", "slash/x"] {
         let r = signup_body(&s, json!({"username": bad, "password": "password123"}));
         assert_eq!(r.status, 400, "username {bad:?}: {}", r.text);
-        error_of(&r);
+        r.error();
     }
     let r = signup_body(
         &s,
@@ -121,7 +109,7 @@ fn signup_rejects_every_bad_input_with_400() {
 
     let r = signup_body(&s, json!({"username": "shortpw", "password": "1234567"}));
     assert_eq!(r.status, 400, "{}", r.text);
-    assert!(error_of(&r).contains('8'), "{}", r.text);
+    assert!(r.error().contains('8'), "{}", r.text);
     let r = signup_body(&s, json!({"username": "okpw", "password": "12345678"}));
     assert_eq!(r.status, 201, "8 chars is enough: {}", r.text);
 
@@ -131,7 +119,7 @@ fn signup_rejects_every_bad_input_with_400() {
             json!({"username": "mailer", "password": "password123", "email": bad}),
         );
         assert_eq!(r.status, 400, "email {bad:?}: {}", r.text);
-        error_of(&r);
+        r.error();
     }
     // Nothing half-written: the refused names are free, the count is right.
     let health = s.get("/api/health/", None);
@@ -143,7 +131,7 @@ fn signup_rejects_every_bad_input_with_400() {
 
 #[test]
 fn login_returns_the_original_fields_plus_token_and_cookie() {
-    let s = common::start();
+    let s = support::start();
     let id = s.signup("alice").body["user_id"].as_i64().unwrap();
     let r = s.login("alice", "password123");
     assert_eq!(r.status, 200, "{}", r.text);
@@ -178,7 +166,7 @@ fn login_returns_the_original_fields_plus_token_and_cookie() {
 
 #[test]
 fn admin_login_has_is_staff_and_the_admin_group() {
-    let s = common::start();
+    let s = support::start();
     s.admin("root");
     let r = s.login("root", "password123");
     assert_eq!(r.status, 200);
@@ -192,7 +180,7 @@ fn admin_login_has_is_staff_and_the_admin_group() {
 
 #[test]
 fn secure_cookie_when_configured() {
-    let s = common::start_with(|c| c.cookie_secure = true);
+    let s = support::start_with(|c| c.cookie_secure = true);
     s.signup("alice");
     let r = s.login("alice", "password123");
     assert!(r.header("set-cookie").unwrap().contains("Secure"));
@@ -200,12 +188,12 @@ fn secure_cookie_when_configured() {
 
 #[test]
 fn wrong_password_and_unknown_user_are_the_same_401() {
-    let s = common::start();
+    let s = support::start();
     s.signup("alice");
     for (user, pw) in [("alice", "wrongpassword"), ("nobody", "password123")] {
         let r = s.login(user, pw);
         assert_eq!(r.status, 401, "{user}: {}", r.text);
-        assert_eq!(error_of(&r), "Invalid username or password");
+        assert_eq!(r.error(), "Invalid username or password");
         assert!(r.header("set-cookie").is_none());
     }
     let r = s.post("/api/login/", None, json!({"username": "alice"}));
@@ -214,7 +202,7 @@ fn wrong_password_and_unknown_user_are_the_same_401() {
 
 #[test]
 fn bearer_and_cookie_both_authenticate() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     s.user("bob");
     let bearer = s.get("/api/users/", Some(&alice));
@@ -243,7 +231,7 @@ fn bearer_and_cookie_both_authenticate() {
 
 #[test]
 fn logout_revokes_the_session_and_clears_the_cookie() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     let other = s.login("alice", "password123").body["token"]
         .as_str()
@@ -276,7 +264,7 @@ fn logout_revokes_the_session_and_clears_the_cookie() {
 
 #[test]
 fn an_idle_session_expires() {
-    let s = common::start_with(|c| c.session_idle = Duration::from_secs(1));
+    let s = support::start_with(|c| c.session_idle = Duration::from_secs(1));
     let alice = s.user("alice");
     assert_eq!(s.get("/api/users/", Some(&alice)).status, 200);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -298,14 +286,14 @@ fn an_idle_session_expires() {
 
 #[test]
 fn a_password_change_ends_every_session() {
-    let s = common::start();
+    let s = support::start();
     let a1 = s.user("alice");
     let a2 = s.login("alice", "password123").body["token"]
         .as_str()
         .unwrap()
         .to_string();
     let bob = s.user("bob");
-    whitebeat::cli::change_password(&db(&s), CHEAP, "alice", "brand-new-pass").unwrap();
+    whitebeat::cli::change_password(&db(&s), CHEAP_ARGON2, "alice", "brand-new-pass").unwrap();
     assert_eq!(s.get("/api/users/", Some(&a1)).status, 401);
     assert_eq!(s.get("/api/users/", Some(&a2)).status, 401);
     assert_eq!(
@@ -316,20 +304,20 @@ fn a_password_change_ends_every_session() {
     assert_eq!(s.login("alice", "password123").status, 401);
     assert_eq!(s.login("alice", "brand-new-pass").status, 200);
     // Too short a password is refused and changes nothing.
-    assert!(whitebeat::cli::change_password(&db(&s), CHEAP, "alice", "short").is_err());
+    assert!(whitebeat::cli::change_password(&db(&s), CHEAP_ARGON2, "alice", "short").is_err());
     assert_eq!(s.login("alice", "brand-new-pass").status, 200);
 }
 
 #[test]
 fn a_deactivated_user_cannot_log_in_and_loses_their_sessions() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     let bob = s.user("bob");
     whitebeat::cli::set_active(&db(&s), "alice", false).unwrap();
     assert_eq!(s.get("/api/users/", Some(&alice)).status, 401);
     let r = s.login("alice", "password123");
     assert_eq!(r.status, 401);
-    assert_eq!(error_of(&r), "Invalid username or password");
+    assert_eq!(r.error(), "Invalid username or password");
     // Others no longer see or reach them.
     let users = s.get("/api/users/", Some(&bob));
     assert!(users.body["users"]
@@ -347,7 +335,7 @@ fn a_deactivated_user_cannot_log_in_and_loses_their_sessions() {
 
 #[test]
 fn login_is_throttled_per_account() {
-    let s = common::start_with(|c| c.login_attempts = 3);
+    let s = support::start_with(|c| c.login_attempts = 3);
     s.signup("alice");
     s.signup("bob");
     for i in 0..3 {
@@ -363,7 +351,7 @@ fn login_is_throttled_per_account() {
             .parse()
             .unwrap();
         assert!((1..=15 * 60).contains(&retry), "{retry}");
-        error_of(&r);
+        r.error();
     }
     // The count is alice's account's. Logins are by the exact name, so `ALICE` is a name no
     // account has: counted on its own (as unknown names are), it cannot open alice's
@@ -375,7 +363,7 @@ fn login_is_throttled_per_account() {
 
 #[test]
 fn login_is_throttled_per_address_at_four_times_the_account_limit() {
-    let s = common::start_with(|c| c.login_attempts = 2);
+    let s = support::start_with(|c| c.login_attempts = 2);
     s.signup("alice");
     // Eight failures, one per account, stay under each account's limit of 2...
     for i in 0..8 {
@@ -392,7 +380,7 @@ fn login_is_throttled_per_address_at_four_times_the_account_limit() {
 
 #[test]
 fn seven_address_failures_still_let_a_good_login_through() {
-    let s = common::start_with(|c| c.login_attempts = 2);
+    let s = support::start_with(|c| c.login_attempts = 2);
     s.signup("alice");
     for i in 0..7 {
         assert_eq!(s.login(&format!("ghost{i}"), "wrongpassword").status, 401);
@@ -404,7 +392,7 @@ fn seven_address_failures_still_let_a_good_login_through() {
 
 #[test]
 fn verify_admin_is_for_yourself_unless_you_are_an_admin() {
-    let s = common::start();
+    let s = support::start();
     let root = s.admin("root");
     let alice = s.user("alice");
     s.user("bob");
@@ -458,7 +446,7 @@ fn verify_admin_is_for_yourself_unless_you_are_an_admin() {
         json!({"username": "nobody"}),
     );
     assert_eq!(r.status, 404, "{}", r.text);
-    error_of(&r);
+    r.error();
     assert_eq!(
         s.post("/api/verify-admin/", None, json!({"username": "alice"}))
             .status,
@@ -468,7 +456,7 @@ fn verify_admin_is_for_yourself_unless_you_are_an_admin() {
 
 #[test]
 fn make_and_remove_admin_with_an_admin_session() {
-    let s = common::start();
+    let s = support::start();
     let root = s.admin("root");
     let bob = s.user("bob");
 
@@ -502,7 +490,7 @@ fn make_and_remove_admin_with_an_admin_session() {
 
 #[test]
 fn make_admin_with_credentials_in_the_body() {
-    let s = common::start();
+    let s = support::start();
     s.admin("root");
     s.user("bob");
     s.user("carol");
@@ -544,7 +532,7 @@ fn make_admin_with_credentials_in_the_body() {
 
 #[test]
 fn admin_changes_refuse_bad_requests() {
-    let s = common::start();
+    let s = support::start();
     let root = s.admin("root");
     let alice = s.user("alice");
 
@@ -561,7 +549,7 @@ fn admin_changes_refuse_bad_requests() {
 
         let r = s.post(path, Some(&root), json!({"target_username": "ghost"}));
         assert_eq!(r.status, 404, "{path}: {}", r.text);
-        assert_eq!(error_of(&r), "Target user not found");
+        assert_eq!(r.error(), "Target user not found");
     }
     // Still not an admin after all that.
     assert_eq!(
@@ -575,7 +563,7 @@ fn admin_changes_refuse_bad_requests() {
         json!({"target_username": "root"}),
     );
     assert_eq!(r.status, 409, "{}", r.text);
-    error_of(&r);
+    r.error();
     assert_eq!(s.get("/api/admin/stats/", Some(&root)).status, 200);
     // With a second admin, the first may step down.
     s.post(
@@ -602,7 +590,7 @@ fn admin_changes_refuse_bad_requests() {
 
 #[test]
 fn identity_fields_naming_someone_else_are_403() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     let bob = s.user("bob");
     let sent = s.send(&bob, "alice", "hi");
@@ -629,7 +617,7 @@ fn identity_fields_naming_someone_else_are_403() {
     ];
     for r in &forbidden {
         assert_eq!(r.status, 403, "{}", r.text);
-        error_of(r);
+        r.error();
     }
     // Nothing happened: no spoofed message, bob's message still unread, alice logged in.
     let h = s.get("/api/health/", None);
@@ -667,7 +655,7 @@ fn identity_fields_naming_someone_else_are_403() {
 
 #[test]
 fn every_user_endpoint_needs_a_session() {
-    let s = common::start();
+    let s = support::start();
     s.user("alice");
     let gets = [
         "/api/users/",
@@ -679,7 +667,7 @@ fn every_user_endpoint_needs_a_session() {
     for path in gets {
         let r = s.get(path, None);
         assert_eq!(r.status, 401, "GET {path}: {}", r.text);
-        error_of(&r);
+        r.error();
     }
     let posts = [
         (
@@ -696,7 +684,7 @@ fn every_user_endpoint_needs_a_session() {
     for (path, body) in posts {
         let r = s.post(path, None, body);
         assert_eq!(r.status, 401, "POST {path}: {}", r.text);
-        error_of(&r);
+        r.error();
     }
     // The original's identity fields alone authenticate nothing.
     let r = s.get("/api/users/?username=alice", None);
@@ -717,7 +705,7 @@ fn every_user_endpoint_needs_a_session() {
 
 #[test]
 fn bodies_must_be_json_objects_of_the_right_types() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     s.user("bob");
     let auth = format!("Bearer {alice}");
@@ -734,7 +722,7 @@ fn bodies_must_be_json_objects_of_the_right_types() {
             br#"{"username": "zed", "password": "password123"}"#,
         );
         assert_eq!(r.status, 415, "{ct}: {}", r.text);
-        error_of(&r);
+        r.error();
     }
     let r = s.raw(
         "POST",
@@ -776,7 +764,7 @@ fn bodies_must_be_json_objects_of_the_right_types() {
             String::from_utf8_lossy(body),
             r.text
         );
-        error_of(&r);
+        r.error();
     }
     let r = s.raw(
         "POST",
@@ -802,13 +790,13 @@ fn bodies_must_be_json_objects_of_the_right_types() {
 
 #[test]
 fn a_body_over_the_limit_is_413() {
-    let s = common::start_with(|c| c.body_limit = 1024);
+    let s = support::start_with(|c| c.body_limit = 1024);
     let alice = s.user("alice");
     s.user("bob");
     let big = json!({"receiver": "bob", "content": "x".repeat(2000)});
     let r = s.post("/api/send-message/", Some(&alice), big);
     assert_eq!(r.status, 413, "{}", r.text);
-    error_of(&r);
+    r.error();
     let small = json!({"receiver": "bob", "content": "x".repeat(900)});
     assert_eq!(
         s.post("/api/send-message/", Some(&alice), small).status,
@@ -841,12 +829,7 @@ fn chunked_post(s: &TestServer, path: &str, token: &str, body: &[u8]) -> u16 {
          Connection: close\r\n\r\n"
     )
     .into_bytes();
-    for chunk in body.chunks(500) {
-        req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-        req.extend_from_slice(chunk);
-        req.extend_from_slice(b"\r\n");
-    }
-    req.extend_from_slice(b"0\r\n\r\n");
+    req.extend_from_slice(&support::raw::chunked(body, 500));
     // The server may answer and close before reading everything; that is fine.
     let _ = tcp.write_all(&req);
     let mut head = Vec::new();
@@ -863,7 +846,7 @@ fn chunked_post(s: &TestServer, path: &str, token: &str, body: &[u8]) -> u16 {
 
 #[test]
 fn trailing_slash_is_optional() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     s.user("bob");
     for path in ["/api/health", "/api/health/"] {
@@ -897,7 +880,7 @@ fn trailing_slash_is_optional() {
 
 #[test]
 fn unknown_api_paths_are_json_404_and_wrong_methods_405() {
-    let s = common::start();
+    let s = support::start();
     for path in [
         "/api/nope",
         "/api/nope/",
@@ -914,11 +897,11 @@ fn unknown_api_paths_are_json_404_and_wrong_methods_405() {
                 .starts_with("application/json"),
             "{path}"
         );
-        error_of(&r);
+        r.error();
     }
     let r = s.post("/api/nope/", None, json!({}));
     assert_eq!(r.status, 404);
-    error_of(&r);
+    r.error();
 
     let cases = [
         ("GET", "/api/login/", "POST"),
@@ -933,13 +916,13 @@ fn unknown_api_paths_are_json_404_and_wrong_methods_405() {
         assert_eq!(r.status, 405, "{method} {path}: {}", r.text);
         let allow = r.header("allow").expect("Allow header");
         assert!(allow.contains(allowed), "{method} {path}: Allow {allow}");
-        error_of(&r);
+        r.error();
     }
 }
 
 #[test]
 fn cors_echoes_allowed_origins_only_and_never_star() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     let origin = "http://localhost:3000";
 

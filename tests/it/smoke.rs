@@ -1,10 +1,10 @@
 //! The shortest whole chat through the real server: sign up two users, send, read.
-mod common;
+use crate::support;
 use serde_json::json;
 
 #[test]
 fn two_users_chat_end_to_end() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     let bob = s.user("bob");
     let sent = s.send(&alice, "bob", "  hello bob  ");

@@ -5,16 +5,16 @@
 //! `serve` on one database is refused; scheduled backups keep exactly the newest N, each
 //! sound, survive a vanished backup directory, and stop at once on SIGTERM; `backup` never
 //! overwrites a file.
-mod common;
+use crate::support::{self, Client};
 
-use common::bin::{self, assert_ok, assert_one_line_error, run, stderr, stdout};
+use crate::support::bin::{
+    self, assert_ok, assert_one_line_error, run, stderr, stdout, ServeProcess,
+};
 
 use rusqlite::{Connection, OpenFlags};
-use serde_json::json;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,9 +35,9 @@ fn restore(db: &Path, file: &Path) -> Output {
 }
 
 /// An in-process server on an existing database file.
-fn server_on(db: &Path) -> common::TestServer {
+fn server_on(db: &Path) -> support::TestServer {
     let db = db.to_path_buf();
-    common::start_with(move |c| c.db_path = db)
+    support::start_with(move |c| c.db_path = db)
 }
 
 fn open_ro(path: &Path) -> Connection {
@@ -58,7 +58,7 @@ fn count(path: &Path, table: &str) -> i64 {
 
 /// A server on `dir/wb.sqlite3` where alice wrote "in the backup" to bob, and a backup of
 /// that as `dir/copy.sqlite3`. Returns the database, the server, alice's token and the copy.
-fn chat_with_a_backup(dir: &Path) -> (PathBuf, common::TestServer, String, PathBuf) {
+fn chat_with_a_backup(dir: &Path) -> (PathBuf, support::TestServer, String, PathBuf) {
     let db = dir.join("wb.sqlite3");
     let s = server_on(&db);
     let alice = s.user("alice");
@@ -99,8 +99,7 @@ fn seed_messages(db: &Path, from: &str, to: &str, n: usize) {
     let a = store::users::find_id(&conn, from).unwrap().unwrap();
     let b = store::users::find_id(&conn, to).unwrap().unwrap();
     let filler = "x".repeat(300);
-    let tx = store::write_tx(&conn).unwrap();
-    for i in 0..n {
+    support::write_in_batches(&conn, n, |tx, i| {
         let content = format!("seed {i} {filler}");
         let m = NewMessage {
             sender_id: a,
@@ -108,14 +107,13 @@ fn seed_messages(db: &Path, from: &str, to: &str, n: usize) {
             content: &content,
             now: store::now_us(),
         };
-        store::chat::insert_message(&tx, &m).unwrap();
-    }
-    tx.commit().unwrap();
+        store::chat::insert_message(tx, &m).unwrap();
+    });
 }
 
 #[test]
 fn backup_under_write_load_keeps_every_message_acknowledged_before_it() {
-    let s = common::start_with(|c| c.threads = 8);
+    let s = support::start_with(|c| c.threads = 8);
     let db = s.db_path();
     let senders: Vec<(String, String)> = (0..4)
         .map(|i| {
@@ -137,27 +135,20 @@ fn backup_under_write_load_keeps_every_message_acknowledged_before_it() {
         .map(|(t, (token, to))| {
             let (acked, stop, base) = (acked.clone(), stop.clone(), base.clone());
             std::thread::spawn(move || {
-                let agent = ureq::AgentBuilder::new()
-                    .timeout(Duration::from_secs(30))
-                    .build();
+                let client = Client::new(base);
                 let mut n = 0;
                 while !stop.load(Ordering::SeqCst) {
                     let content = format!("load {t}-{n}");
                     n += 1;
-                    let r = agent
-                        .post(&format!("{base}/api/send-message/"))
-                        .set("Authorization", &format!("Bearer {token}"))
-                        .send_json(json!({"receiver": to, "content": content}));
-                    match r {
-                        Ok(r) if r.status() == 201 => {
-                            let body: serde_json::Value = r.into_json().unwrap();
-                            let id = body["message"]["id"]
+                    let r = client.send(&token, &to, &content);
+                    match r.status {
+                        201 => {
+                            let id = r.body["message"]["id"]
                                 .as_i64()
-                                .unwrap_or_else(|| panic!("no id in {body}"));
+                                .unwrap_or_else(|| panic!("no id in {}", r.body));
                             acked.lock().unwrap().push((id, content, Instant::now()));
                         }
-                        Ok(r) => panic!("send answered {}", r.status()),
-                        Err(e) => panic!("send failed: {e}"),
+                        status => panic!("send answered {status}"),
                     }
                 }
             })
@@ -446,7 +437,7 @@ fn a_second_server_on_the_same_database_is_refused() {
     let dotted = dir.path().join(".").join("wb.sqlite3");
     let o = run(whitebeat(&dotted).args(["serve", "--bind", "127.0.0.1:0"]));
     assert_one_line_error(&o, "a server is running on this database");
-    let mut config = common::test_config(dir.path());
+    let mut config = support::test_config(dir.path());
     config.db_path = db.clone();
     assert!(whitebeat::serve(config).is_err());
     // Admin commands do not take the lock: they work while the server runs.
@@ -457,8 +448,8 @@ fn a_second_server_on_the_same_database_is_refused() {
     assert_eq!(s.login("root", "correct-horse").status, 200);
     drop(s);
     // Once the first has stopped, a new one starts.
-    let server = Server::start(&db, &[], &dir.path().join("log"));
-    server.stop();
+    let server = start_server(&db, &[], &dir.path().join("log"));
+    stop_server(server);
 }
 
 #[test]
@@ -483,66 +474,25 @@ fn backup_refuses_an_existing_destination() {
 }
 
 /// `whitebeat serve` as a child process, logging to a file.
-struct Server {
-    child: Child,
-    base: String,
-    log: PathBuf,
-    _stdout: BufReader<ChildStdout>,
+fn start_server(db: &Path, args: &[&str], log: &Path) -> ServeProcess {
+    let err = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut cmd = whitebeat(db);
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--threads", "2"])
+        .args(args)
+        .stderr(err);
+    bin::spawn_serve(&mut cmd, Some(log))
 }
 
-impl Server {
-    fn start(db: &Path, args: &[&str], log: &Path) -> Server {
-        let err = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let mut child = whitebeat(db)
-            .args(["serve", "--bind", "127.0.0.1:0", "--threads", "2"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(err)
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let Some(addr) = line.trim().strip_prefix("White Beat listening on ") else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("no server: {}", std::fs::read_to_string(log).unwrap());
-        };
-        Server {
-            base: addr.to_string(),
-            child,
-            log: log.to_path_buf(),
-            _stdout: out,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the log has `n` lines containing `needle`.
-    fn wait_log(&self, needle: &str, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while self.log().matches(needle).count() < n {
-            assert!(Instant::now() < deadline, "waited for {n} × {needle:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGTERM; asserts a clean exit and returns how long it took.
-    fn stop(mut self) -> Duration {
-        let started = Instant::now();
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "{status:?}: {}", self.log());
-        started.elapsed()
-    }
+/// SIGTERM; asserts a clean exit and returns how long it took.
+fn stop_server(mut server: ServeProcess) -> Duration {
+    let started = Instant::now();
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}: {}", server.log());
+    started.elapsed()
 }
 
 #[test]
@@ -563,20 +513,15 @@ fn scheduled_backups_keep_the_newest_n_each_sound() {
         "--backup-keep",
         "2",
     ];
-    let server = Server::start(&db, &args, &dir.path().join("log"));
-    let agent = ureq::agent();
-    let signup = |name: &str| {
-        agent
-            .post(&format!("{}/api/signup/", server.base))
-            .send_json(json!({"username": name, "password": "password123"}))
-            .unwrap();
-    };
+    let server = start_server(&db, &args, &dir.path().join("log"));
+    let client = Client::new(server.base.clone());
+    let signup = |name: &str| assert_eq!(client.signup(name).status, 201);
     signup("alice");
     server.wait_log("backup written to", 4);
     signup("bob");
     // The two newest are both taken after bob signed up.
     server.wait_log("backup written to", 6);
-    let took = server.stop();
+    let took = stop_server(server);
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
 
     let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
@@ -613,18 +558,16 @@ fn a_failing_scheduled_backup_is_logged_and_the_server_keeps_serving() {
         "--backup-every",
         "0.0003",
     ];
-    let server = Server::start(&db, &args, &dir.path().join("log"));
+    let server = start_server(&db, &args, &dir.path().join("log"));
     server.wait_log("backup written to", 1);
     std::fs::remove_dir_all(&backups).unwrap();
     server.wait_log("scheduled backup failed", 1);
-    let health = ureq::get(&format!("{}/api/health/", server.base))
-        .call()
-        .unwrap();
-    assert_eq!(health.status(), 200);
+    let health = Client::new(server.base.clone()).get("/api/health/", None);
+    assert_eq!(health.status, 200);
     std::fs::create_dir(&backups).unwrap();
     server.wait_log("backup written to", 2);
     assert_eq!(names(&backups).len(), 1);
-    server.stop();
+    stop_server(server);
 
     // Bad settings are refused at start, in one line.
     for (args, needle) in [

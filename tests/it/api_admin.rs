@@ -1,16 +1,11 @@
 //! The admin dashboard (`admin/stats/`: who may see it, every field of API.md, the request
 //! log written in batches showing up in `recent_logs` and `api_calls_today`) and the public
 //! health check (`health/`: shape and counters that match what was created).
-mod common;
-
-use common::TestServer;
+use crate::support;
+use crate::support::TestServer;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use whitebeat::config::SyncMode;
-
-fn db(s: &TestServer) -> rusqlite::Connection {
-    whitebeat::store::open(&s.db_path(), SyncMode::Normal).unwrap()
-}
 
 fn stats(s: &TestServer, token: &str) -> Value {
     let r = s.get("/api/admin/stats/", Some(token));
@@ -20,7 +15,7 @@ fn stats(s: &TestServer, token: &str) -> Value {
 
 /// Waits until the request log holds exactly `n` rows (the writer flushes every 250 ms).
 fn wait_for_log_rows(s: &TestServer, n: i64) {
-    let conn = db(s);
+    let conn = s.db();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let rows = whitebeat::store::stats::log_rows(&conn).unwrap();
@@ -42,7 +37,7 @@ fn is_day(s: &str) -> bool {
 
 #[test]
 fn stats_is_for_admins_only() {
-    let s = common::start();
+    let s = support::start();
     let root = s.admin("root");
     let alice = s.user("alice");
     let r = s.get("/api/admin/stats/", None);
@@ -58,7 +53,7 @@ fn stats_is_for_admins_only() {
 
 #[test]
 fn stats_has_every_field_with_the_right_values() {
-    let s = common::start();
+    let s = support::start();
     let root = s.admin("root");
     let alice = s.user("alice");
     let bob = s.user("bob");
@@ -74,7 +69,7 @@ fn stats_has_every_field_with_the_right_values() {
     // 1 six days ago, 1 a week ago (outside the six days).
     let now = whitebeat::store::now_us();
     let day = 86_400_000_000i64;
-    let conn = db(&s);
+    let conn = s.db();
     for (name, days_ago) in [
         ("old1", 1),
         ("old3a", 3),
@@ -171,7 +166,7 @@ fn stats_has_every_field_with_the_right_values() {
 
 #[test]
 fn revenue_follows_the_message_count() {
-    let s = common::start();
+    let s = support::start();
     let root = s.admin("root");
     assert_eq!(stats(&s, &root)["revenue"].as_f64().unwrap(), 0.0);
     let alice = s.user("alice");
@@ -189,7 +184,7 @@ fn revenue_follows_the_message_count() {
 
 #[test]
 fn the_request_log_shows_up_in_the_dashboard() {
-    let s = common::start();
+    let s = support::start();
     let root = s.admin("root"); // 1 request (login)
     let alice = s.user("alice"); // 2 (signup, login)
     s.user("bob"); // 2
@@ -268,7 +263,7 @@ fn the_request_log_shows_up_in_the_dashboard() {
 
 #[test]
 fn health_reports_the_counters() {
-    let s = common::start();
+    let s = support::start();
     let r = s.get("/api/health/", None);
     assert_eq!(r.status, 200, "{}", r.text);
     let b = &r.body;

@@ -3,20 +3,12 @@
 //! (`send-message/`), `mark-as-read/`, privacy between users, unread counts, a 1,000-message
 //! history walked page by page, concurrent senders, and a 100,000-message history put
 //! straight into the store that the API must still answer quickly and correctly.
-mod common;
+use crate::support;
+use crate::support::conversation_with;
 
-use common::conversation_with;
-
-use common::{Resp, TestServer};
+use crate::support::{Resp, TestServer};
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use whitebeat::config::SyncMode;
-
-fn error_of(r: &Resp) -> &str {
-    r.body["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("expected a JSON error body, got {} {}", r.status, r.text))
-}
 
 fn ok(r: Resp) -> Resp {
     assert!(
@@ -56,10 +48,6 @@ fn assert_timestamp(v: &Value) {
     chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{s}: {e}"));
 }
 
-fn db(s: &TestServer) -> rusqlite::Connection {
-    whitebeat::store::open(&s.db_path(), SyncMode::Normal).unwrap()
-}
-
 fn conversations(s: &TestServer, token: &str) -> Value {
     ok(s.get("/api/conversations/", Some(token))).body
 }
@@ -68,14 +56,14 @@ fn conversations(s: &TestServer, token: &str) -> Value {
 
 #[test]
 fn users_lists_everyone_but_you_with_presence() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     s.user("bob");
     s.user("carol");
     s.user("dave");
     // Dave has not been seen for ten minutes.
     let ten_min_ago = whitebeat::store::now_us() - 10 * 60 * 1_000_000;
-    db(&s)
+    s.db()
         .execute(
             "UPDATE users SET last_activity = ?1 WHERE username = 'dave'",
             [ten_min_ago],
@@ -101,7 +89,7 @@ fn users_lists_everyone_but_you_with_presence() {
 
 #[test]
 fn users_search_limit_and_offset() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     for name in ["bob", "bobby", "carol", "Bonnie", "b_x", "bax"] {
         s.user(name);
@@ -142,7 +130,7 @@ fn users_search_limit_and_offset() {
     ] {
         let r = s.get(&format!("/api/users/?{bad}"), Some(&alice));
         assert_eq!(r.status, 400, "{bad}: {}", r.text);
-        error_of(&r);
+        r.error();
     }
 }
 
@@ -150,7 +138,7 @@ fn users_search_limit_and_offset() {
 
 #[test]
 fn conversations_newest_first_with_last_message_and_unread() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     let bob = s.user("bob");
     let carol = s.user("carol");
@@ -209,7 +197,7 @@ fn conversations_newest_first_with_last_message_and_unread() {
 
 #[test]
 fn messages_shape_alias_and_conversation_creation() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     let bob = s.user("bob");
     // Reading a conversation that does not exist yet creates it.
@@ -255,17 +243,17 @@ fn messages_shape_alias_and_conversation_creation() {
 
     let r = s.get("/api/messages/?other_username=ghost", Some(&alice));
     assert_eq!(r.status, 404, "{}", r.text);
-    error_of(&r);
+    r.error();
     for path in ["/api/messages/", "/api/messages/?other_username="] {
         let r = s.get(path, Some(&alice));
         assert_eq!(r.status, 400, "{path}: {}", r.text);
-        error_of(&r);
+        r.error();
     }
 }
 
 #[test]
 fn a_fetch_shows_is_read_as_before_and_marks_it_read() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     let bob = s.user("bob");
     let sent: Vec<i64> = (0..3)
@@ -307,7 +295,7 @@ fn a_fetch_shows_is_read_as_before_and_marks_it_read() {
 
 #[test]
 fn paging_defaults_caps_and_before_id() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     let bob = s.user("bob");
     let all = send_many(&s, &alice, &bob, 600, 4);
@@ -356,7 +344,7 @@ fn paging_defaults_caps_and_before_id() {
     ] {
         let r = s.get(&format!("{path}&{bad}"), Some(&alice));
         assert_eq!(r.status, 400, "{bad}: {}", r.text);
-        error_of(&r);
+        r.error();
     }
 }
 
@@ -390,7 +378,7 @@ fn send_many(s: &TestServer, a: &str, b: &str, n: usize, threads: usize) -> Vec<
 
 #[test]
 fn a_thousand_message_history_is_walked_exactly_once() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     let bob = s.user("bob");
     let all = send_many(&s, &alice, &bob, 1000, 4);
@@ -437,7 +425,7 @@ fn a_thousand_message_history_is_walked_exactly_once() {
 
 #[test]
 fn send_message_shape_alias_and_trimming() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     let bob = s.user("bob");
     let r = s.send(&alice, "bob", "  \n hello bob \t ");
@@ -477,13 +465,13 @@ fn send_message_shape_alias_and_trimming() {
 
 #[test]
 fn send_message_validates_content_and_receiver() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     s.user("bob");
     for content in ["", "   ", "\n\t \r\n"] {
         let r = s.send(&alice, "bob", content);
         assert_eq!(r.status, 400, "{content:?}: {}", r.text);
-        error_of(&r);
+        r.error();
     }
     let r = s.send(&alice, "bob", &"x".repeat(10_000));
     assert_eq!(r.status, 201, "10,000 chars is allowed");
@@ -499,11 +487,11 @@ fn send_message_validates_content_and_receiver() {
     assert_eq!(r.status, 201, "the limit applies after trimming");
     let r = s.send(&alice, "bob", &"x".repeat(10_001));
     assert_eq!(r.status, 400, "{}", r.text);
-    error_of(&r);
+    r.error();
 
     let r = s.send(&alice, "ghost", "hello?");
     assert_eq!(r.status, 404);
-    assert_eq!(error_of(&r), "User not found");
+    assert_eq!(r.error(), "User not found");
 
     let missing = [
         json!({"content": "no receiver"}),
@@ -514,7 +502,7 @@ fn send_message_validates_content_and_receiver() {
     for body in missing {
         let r = s.post("/api/send-message/", Some(&alice), body.clone());
         assert_eq!(r.status, 400, "{body}: {}", r.text);
-        error_of(&r);
+        r.error();
     }
     assert_eq!(
         s.get("/api/health/", None).body["stats"]["total_messages"],
@@ -524,7 +512,7 @@ fn send_message_validates_content_and_receiver() {
 
 #[test]
 fn a_note_to_self_is_allowed_and_never_unread() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     let r = s.send(&alice, "alice", "remember the milk");
     assert_eq!(r.status, 201, "{}", r.text);
@@ -550,7 +538,7 @@ fn a_note_to_self_is_allowed_and_never_unread() {
 
 #[test]
 fn mark_as_read_counts_and_refuses_other_peoples_conversations() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     let bob = s.user("bob");
     let carol = s.user("carol");
@@ -589,7 +577,7 @@ fn mark_as_read_counts_and_refuses_other_peoples_conversations() {
         json!({"conversation_id": conv}),
     );
     assert_eq!(r.status, 404, "{}", r.text);
-    error_of(&r);
+    r.error();
     let r = s.post(
         "/api/mark-as-read/",
         Some(&alice),
@@ -598,7 +586,7 @@ fn mark_as_read_counts_and_refuses_other_peoples_conversations() {
     assert_eq!(r.status, 404);
     let r = s.post("/api/mark-as-read/", Some(&alice), json!({}));
     assert_eq!(r.status, 400, "{}", r.text);
-    error_of(&r);
+    r.error();
     assert_eq!(
         conversation_with(&conversations(&s, &alice), "bob")["unread_count"],
         1,
@@ -616,7 +604,7 @@ fn mark_as_read_counts_and_refuses_other_peoples_conversations() {
 
 #[test]
 fn a_third_user_sees_nothing_of_a_chat() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     let bob = s.user("bob");
     let carol = s.user("carol");
@@ -659,7 +647,7 @@ fn a_third_user_sees_nothing_of_a_chat() {
 
 #[test]
 fn unread_counts_in_both_directions() {
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     let bob = s.user("bob");
     for i in 0..2 {
@@ -703,7 +691,7 @@ fn unread_counts_in_both_directions() {
 fn concurrent_sends_lose_nothing() {
     const THREADS: usize = 8;
     const EACH: usize = 50;
-    let s = common::start();
+    let s = support::start();
     let inbox = s.user("inbox");
     let senders: Vec<String> = (0..THREADS)
         .map(|i| s.user(&format!("sender{i}")))
@@ -764,12 +752,12 @@ fn concurrent_sends_lose_nothing() {
 #[test]
 fn a_hundred_thousand_message_history_still_answers() {
     const N: i64 = 100_000;
-    let s = common::start();
+    let s = support::start();
     let alice = s.user("alice");
     let bob = s.user("bob");
     let carol = s.user("carol");
     let id_of = |name: &str| -> i64 {
-        db(&s)
+        s.db()
             .query_row("SELECT id FROM users WHERE username = ?1", [name], |r| {
                 r.get(0)
             })
@@ -778,11 +766,11 @@ fn a_hundred_thousand_message_history_still_answers() {
     let (a, b) = (id_of("alice"), id_of("bob"));
     sent_id(&s.send(&carol, "alice", "from carol, before"));
 
-    let conn = db(&s);
+    let conn = s.db();
     let start = whitebeat::store::now_us() - N;
     let mut inserted = Vec::with_capacity(N as usize);
-    let tx = whitebeat::store::write_tx(&conn).unwrap();
-    for i in 0..N {
+    support::write_in_batches(&conn, N as usize, |tx, i| {
+        let i = i as i64;
         // Even: alice to bob; odd: bob to alice.
         let (from, to) = if i % 2 == 0 { (a, b) } else { (b, a) };
         let content = format!("history {i}");
@@ -792,9 +780,8 @@ fn a_hundred_thousand_message_history_still_answers() {
             content: &content,
             now: start + i,
         };
-        inserted.push(whitebeat::store::chat::insert_message(&tx, &m).unwrap().id);
-    }
-    tx.commit().unwrap();
+        inserted.push(whitebeat::store::chat::insert_message(tx, &m).unwrap().id);
+    });
     drop(conn);
 
     let health = s.get("/api/health/", None);

@@ -12,13 +12,15 @@
 //!   connection that sends nothing is closed after `first_byte_timeout`.
 //!
 //! Clients that must not read use a socket with a tiny receive buffer and a small segment
-//! size: on loopback (MTU 64 KiB) the kernel sizes a socket's send buffer from the segment
-//! size, to about 2.6 MB, so without a small MSS megabytes of answers would disappear into
-//! the server's send buffer and no write would ever block.
-mod common;
-
-use common::TestServer;
-use serde_json::{json, Value};
+//! size (`support::raw::non_reading_client`).
+use crate::support;
+use crate::support::events::SseClient;
+use crate::support::raw::{
+    get_request, health_within, non_reading_client, parse_replies, post_request, read_reply,
+    read_until_closed_by, timed_request, write_in_background, End,
+};
+use crate::support::TestServer;
+use serde_json::json;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
@@ -27,276 +29,16 @@ use std::time::{Duration, Instant};
 use whitebeat::config::SyncMode;
 use whitebeat::http::proxy::TrustedProxies;
 
-// ---------------------------------------------------------------------------------------
-// A tiny raw HTTP/1.1 client.
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-    /// The whole body announced by `Content-Length` arrived.
-    complete: bool,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        header_of(&self.head, name)
-    }
-}
-
-fn header_of<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().skip(1).find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Every response in `buf` whose head arrived (this server never answers chunked); the last
-/// one may be cut short (`complete == false`).
-fn parse_replies(mut buf: &[u8]) -> Vec<Reply> {
-    let mut out = Vec::new();
-    while let Some(end) = find(buf, b"\r\n\r\n") {
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let length = header_of(&head, "content-length")
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(0);
-        let rest = &buf[end + 4..];
-        let take = length.min(rest.len());
-        out.push(Reply {
-            status,
-            body: rest[..take].to_vec(),
-            complete: take == length,
-            head,
-        });
-        buf = &rest[take..];
-    }
-    out
-}
-
-/// How a read of a connection ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    /// End of file or a reset: the server closed the connection.
-    Closed,
-    /// The deadline passed with the connection still open.
-    Open,
-}
-
-/// Reads everything `s` receives until the server closes it or `deadline` passes.
-fn read_until_closed_by(s: &mut TcpStream, deadline: Instant) -> (Vec<u8>, End) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 64 * 1024];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return (buf, End::Open);
-        }
-        s.set_read_timeout(Some(left)).unwrap();
-        match s.read(&mut chunk) {
-            Ok(0) => return (buf, End::Closed),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
-            Err(_) => return (buf, End::Closed),
-        }
-    }
-}
-
-/// Sends `raw` on a new connection and waits up to `limit` for one whole response; returns
-/// it and how long it took, or `None` when none came in time.
-fn timed_request(addr: SocketAddr, raw: &[u8], limit: Duration) -> Option<(Reply, Duration)> {
-    let started = Instant::now();
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.write_all(raw).ok()?;
-    let r = read_reply(&mut s, started + limit)?;
-    Some((r, started.elapsed()))
-}
-
-/// The first whole response on `s`, if it arrives by `deadline`.
-fn read_reply(s: &mut TcpStream, deadline: Instant) -> Option<Reply> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 64 * 1024];
-    loop {
-        if let Some(r) = parse_replies(&buf)
-            .into_iter()
-            .next()
-            .filter(|r| r.complete)
-        {
-            return Some(r);
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return None;
-        }
-        s.set_read_timeout(Some(left)).ok()?;
-        match s.read(&mut chunk) {
-            Ok(0) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
-            Err(_) => return None,
-        }
-    }
-}
-
-fn get_request(target: &str, token: Option<&str>, keep_alive: bool) -> String {
-    let mut req = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n");
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    if !keep_alive {
-        req.push_str("Connection: close\r\n");
-    }
-    req.push_str("\r\n");
-    req
-}
-
-fn post_request(path: &str, token: Option<&str>, body: &str, keep_alive: bool) -> String {
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n",
-        body.len()
-    );
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    if !keep_alive {
-        req.push_str("Connection: close\r\n");
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    req
-}
-
-/// A health check answered `200` within `limit`: how long it took.
-fn health_within(addr: SocketAddr, limit: Duration) -> Option<Duration> {
-    let (r, took) = timed_request(
-        addr,
-        get_request("/api/health/", None, false).as_bytes(),
-        limit,
-    )?;
-    (r.status == 200).then_some(took)
-}
-
-/// A client that reads nothing: a tiny receive buffer and a small segment size (which also
-/// keeps the server's send buffer for this connection small; see the top of the file), set
-/// before connecting.
-fn non_reading_client(addr: SocketAddr) -> TcpStream {
-    let sock = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )
-    .unwrap();
-    sock.set_recv_buffer_size(2048).unwrap();
-    sock.set_mss(1000).unwrap();
-    sock.connect(&addr.into()).unwrap();
-    TcpStream::from(sock)
-}
-
-/// Writes `bytes` on a thread of its own (the server may stop reading them).
-fn write_in_background(sock: &TcpStream, bytes: Vec<u8>) -> JoinHandle<()> {
-    let mut w = sock.try_clone().unwrap();
-    w.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-    std::thread::spawn(move || {
-        let _ = w.write_all(&bytes);
-    })
-}
-
-/// A live-event stream (`GET /api/events/`) read over a raw socket: just enough to see
-/// which messages arrive.
-struct EventStream {
-    tcp: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl EventStream {
-    fn open(addr: SocketAddr, token: &str) -> EventStream {
-        let mut tcp = TcpStream::connect(addr).unwrap();
-        tcp.write_all(
-            format!(
-                "GET /api/events/ HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\
-                 Authorization: Bearer {token}\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .unwrap();
-        let mut stream = EventStream {
-            tcp,
-            buf: Vec::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let end = loop {
-            if let Some(end) = find(&stream.buf, b"\r\n\r\n") {
-                break end;
-            }
-            assert!(stream.fill(deadline), "no event-stream head within 5 s");
-        };
-        let head = String::from_utf8_lossy(&stream.buf[..end]).into_owned();
-        assert!(head.starts_with("HTTP/1.1 200"), "event stream: {head}");
-        stream.buf.drain(..end + 4);
-        stream
-    }
-
-    /// Reads what has arrived, waiting until `deadline` at most; false at the deadline or
-    /// the end of the stream.
-    fn fill(&mut self, deadline: Instant) -> bool {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        self.tcp.set_read_timeout(Some(left)).unwrap();
-        let mut chunk = [0u8; 16 * 1024];
-        match self.tcp.read(&mut chunk) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => true,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                Instant::now() < deadline
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// Waits until `text` has arrived on the stream (say, a message's unique content); how
-    /// long it took.
-    fn text_within(&mut self, text: &str, limit: Duration) -> Option<Duration> {
-        let started = Instant::now();
-        while find(&self.buf, text.as_bytes()).is_none() {
-            if !self.fill(started + limit) {
-                return None;
-            }
-        }
-        Some(started.elapsed())
-    }
+/// Dave's live-event stream: just enough to see which messages arrive.
+fn event_stream(addr: SocketAddr, token: &str) -> SseClient {
+    let stream = SseClient::open(addr, token);
+    assert_eq!(stream.status, 200, "event stream: {:?}", stream.body);
+    stream
 }
 
 fn count_messages(s: &TestServer) -> i64 {
-    let db = whitebeat::store::open(&s.db_path(), SyncMode::Normal).unwrap();
-    db.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+    s.db()
+        .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
         .unwrap()
 }
 
@@ -307,7 +49,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[test]
 fn clients_that_do_not_read_their_201s_hold_up_no_other_send_nor_live_event() {
-    let s = common::start_with(|c| {
+    let s = support::start_with(|c| {
         c.sync = SyncMode::Normal;
         c.response_timeout = RESPONSE_TIMEOUT;
         c.request_timeout = Duration::from_secs(5);
@@ -317,7 +59,7 @@ fn clients_that_do_not_read_their_201s_hold_up_no_other_send_nor_live_event() {
     s.user("bob");
     let carol = s.user("carol");
     let dave = s.user("dave");
-    let mut dave_stream = EventStream::open(addr, &dave);
+    let mut dave_stream = event_stream(addr, &dave);
 
     // 10,000 four-byte characters: a 40 KB body, echoed back in a 40 KB `201`.
     const SLOW: usize = 3;
@@ -493,7 +235,7 @@ fn trickle_oversized_body(
 
 #[test]
 fn oversized_bodies_trickled_in_hold_no_worker_and_their_connections_end() {
-    let s = common::start_with(|c| {
+    let s = support::start_with(|c| {
         c.threads = 2;
         c.request_timeout = Duration::from_secs(5);
         c.response_timeout = RESPONSE_TIMEOUT;
@@ -580,7 +322,7 @@ fn oversized_bodies_trickled_in_hold_no_worker_and_their_connections_end() {
 
 #[test]
 fn slow_readers_of_big_pages_hold_no_worker() {
-    let s = common::start_with(|c| {
+    let s = support::start_with(|c| {
         c.threads = 2;
         c.sync = SyncMode::Normal;
         c.response_timeout = RESPONSE_TIMEOUT;
@@ -698,7 +440,7 @@ fn slow_readers_of_big_pages_hold_no_worker() {
 
 #[test]
 fn ambiguous_framing_and_folded_headers_are_one_400_and_a_close() {
-    let s = common::start_with(|c| {
+    let s = support::start_with(|c| {
         c.request_timeout = Duration::from_secs(10);
     });
     let addr = s.addr();
@@ -788,35 +530,13 @@ fn ambiguous_framing_and_folded_headers_are_one_400_and_a_close() {
 fn open_and_check(addr: SocketAddr) -> (TcpStream, Option<u16>) {
     let mut c = TcpStream::connect(addr).unwrap();
     let _ = c.write_all(get_request("/api/health/", None, true).as_bytes());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let status = loop {
-        if let Some(r) = parse_replies(&buf).into_iter().find(|r| r.complete) {
-            break Some(r.status);
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break None;
-        }
-        c.set_read_timeout(Some(left)).unwrap();
-        match c.read(&mut chunk) {
-            Ok(0) => break None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
-            Err(_) => break None,
-        }
-    };
+    let status = read_reply(&mut c, Instant::now() + Duration::from_secs(5)).map(|r| r.status);
     (c, status)
 }
 
 #[test]
 fn connections_are_capped_per_address_except_for_trusted_proxies() {
-    let s = common::start_with(|c| {
+    let s = support::start_with(|c| {
         c.connections_per_address = 8;
         c.first_byte_timeout = Duration::from_secs(30);
         c.request_timeout = Duration::from_secs(30);
@@ -887,7 +607,7 @@ fn connections_are_capped_per_address_except_for_trusted_proxies() {
     drop(idle);
 
     // A trusted proxy's own address is exempt: every user arrives through it.
-    let proxied = common::start_with(|c| {
+    let proxied = support::start_with(|c| {
         c.connections_per_address = 2;
         c.trusted_proxies = TrustedProxies::parse("127.0.0.1").unwrap();
     });
@@ -902,7 +622,7 @@ fn connections_are_capped_per_address_except_for_trusted_proxies() {
 
 #[test]
 fn a_silent_connection_is_closed_after_the_first_byte_timeout_a_started_one_is_not() {
-    let s = common::start_with(|c| {
+    let s = support::start_with(|c| {
         c.first_byte_timeout = Duration::from_secs(1);
         c.request_timeout = Duration::from_secs(5);
     });
@@ -950,7 +670,7 @@ fn a_silent_connection_is_closed_after_the_first_byte_timeout_a_started_one_is_n
 /// the worker reading its body read the client's socket with no deadline.
 #[test]
 fn an_upgrade_request_holds_no_worker() {
-    let s = common::start_with(|c| {
+    let s = support::start_with(|c| {
         c.threads = 2;
         c.request_timeout = Duration::from_secs(30);
     });
@@ -983,10 +703,9 @@ fn an_upgrade_request_holds_no_worker() {
 
 /// A request line of HTTP/2.0 was answered with a second writer while the request held the
 /// first: the connection's thread waited for good and its connection slot was never freed.
-/// It is a `400` (a client's mistake) and a close.
 #[test]
 fn a_request_of_an_unsupported_version_frees_its_connection() {
-    let s = common::start_with(|c| c.connections_per_address = 3);
+    let s = support::start_with(|c| c.connections_per_address = 3);
     let addr = s.addr();
     for i in 0..3 {
         let mut c = TcpStream::connect(addr).unwrap();
@@ -1019,7 +738,7 @@ fn a_request_of_an_unsupported_version_frees_its_connection() {
 /// for them could fill the memory. Past `max_unsent_bytes` a large one is `503` instead.
 #[test]
 fn large_responses_waiting_for_slow_readers_are_bounded() {
-    let s = common::start_with(|c| {
+    let s = support::start_with(|c| {
         c.sync = SyncMode::Normal;
         c.response_timeout = Duration::from_secs(3);
         c.max_unsent_bytes = 2_500_000;
@@ -1085,7 +804,7 @@ fn large_responses_waiting_for_slow_readers_are_bounded() {
 /// One IPv6 host may use any address of its /64: the per-client limits count the /64.
 #[test]
 fn an_ipv6_client_is_its_64() {
-    let s = common::start_with(|c| {
+    let s = support::start_with(|c| {
         c.signups_per_hour = 2;
         c.trusted_proxies = TrustedProxies::parse("127.0.0.1").unwrap();
     });
