@@ -10,8 +10,8 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use whitebeat::config::SyncMode;
-use whitebeat::store::stats::{self, LogEntry};
 use whitebeat::ops::reqlog::{self, Limits, PER_CLIENT_PER_MINUTE};
+use whitebeat::store::stats::{self, LogEntry};
 
 const MINUTE_US: i64 = 60_000_000;
 
