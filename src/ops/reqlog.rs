@@ -8,6 +8,7 @@
 //! but not stored), and the table keeps at most `MAX_ROWS` rows (the oldest beyond go).
 
 use crate::config::Config;
+use crate::http::proxy::client_network;
 use crate::live::Hub;
 use crate::store::{self, stats::LogEntry};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
@@ -247,28 +248,23 @@ pub fn close_ended_streams(conn: &rusqlite::Connection, hub: &Hub) {
 /// smallest network one subscriber is given, so one client cannot rotate within it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Client {
-    V4(u32),
-    V6(u64),
+    /// The address, or an IPv6 address's network (`http::proxy::client_network`).
+    Net(IpAddr),
     /// Every client past `MAX_CLIENTS` in one minute (and any address that does not parse).
     Others,
 }
 
 impl Client {
     fn of(address: &str) -> Client {
-        match address.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
-            Ok(IpAddr::V4(a)) => Client::V4(a.into()),
-            Ok(IpAddr::V6(a)) => Client::V6((u128::from(a) >> 64) as u64),
-            Err(_) => Client::Others,
-        }
+        address
+            .parse::<IpAddr>()
+            .map_or(Client::Others, |ip| Client::Net(client_network(ip)))
     }
 
     fn describe(self, address: &str) -> String {
         match self {
-            Client::V4(_) => format!("client {address}"),
-            Client::V6(prefix) => {
-                let net = std::net::Ipv6Addr::from(u128::from(prefix) << 64);
-                format!("client {net}/64")
-            }
+            Client::Net(IpAddr::V4(_)) => format!("client {address}"),
+            Client::Net(IpAddr::V6(net)) => format!("client {net}/64"),
             Client::Others => format!("clients past the first {MAX_CLIENTS} this minute"),
         }
     }
